@@ -1,0 +1,350 @@
+/*
+ * model.c — parameter layout, model allocation and the item vocabulary
+ * (external id ↔ row, popularity order, padding-slot vectors).
+ *
+ * Numeric core: no PostgreSQL headers here.
+ */
+#include "model.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const glintru_tensor_names[GT_COUNT] = {
+	[GT_ITEM_EMBEDDING] = "item_embedding.weight",
+	[GT_DENSE1_W] = "dense1.weight",
+	[GT_DENSE1_B] = "dense1.bias",
+	[GT_DENSE2_W] = "dense2.weight",
+	[GT_DENSE2_B] = "dense2.bias",
+	[GT_CONV1D_W] = "conv1d.weight",
+	[GT_CONV1D_B] = "conv1d.bias",
+	[GT_GRU_W_IH] = "gru_layers.weight_ih_l0",
+	[GT_GRU_W_HH] = "gru_layers.weight_hh_l0",
+	[GT_PROJECTION_W] = "projection.weight",
+	[GT_PROJECTION_B] = "projection.bias",
+	[GT_GATE1_W] = "selective_gate.0.weight",
+	[GT_GATE1_B] = "selective_gate.0.bias",
+	[GT_GATE2_W] = "selective_gate.2.weight",
+	[GT_GATE2_B] = "selective_gate.2.bias",
+	[GT_CONVG_W] = "conv1dforgru.weight",
+	[GT_CONVG_B] = "conv1dforgru.bias",
+	[GT_ATT_Q_W] = "linearattention.query.weight",
+	[GT_ATT_Q_B] = "linearattention.query.bias",
+	[GT_ATT_K_W] = "linearattention.key.weight",
+	[GT_ATT_K_B] = "linearattention.key.bias",
+	[GT_ATT_V_W] = "linearattention.value.weight",
+	[GT_ATT_V_B] = "linearattention.value.bias",
+	[GT_ATT_O_W] = "linearattention.dense.weight",
+	[GT_ATT_O_B] = "linearattention.dense.bias",
+	[GT_ATT_LN_W] = "linearattention.LayerNorm.weight",
+	[GT_ATT_LN_B] = "linearattention.LayerNorm.bias",
+	[GT_MIX_LOGITS] = "weights",
+	[GT_DENSE_W] = "dense.weight",
+	[GT_DENSE_B] = "dense.bias",
+	[GT_DENSE3_W] = "dense3.weight",
+	[GT_DENSE3_B] = "dense3.bias",
+	[GT_DENSE4_W] = "dense4.weight",
+	[GT_DENSE4_B] = "dense4.bias",
+	[GT_DENSEOUT_W] = "denseout.weight",
+	[GT_DENSEOUT_B] = "denseout.bias",
+	[GT_LN_W] = "LayerNorm.weight",
+	[GT_LN_B] = "LayerNorm.bias",
+};
+
+static void
+set_slot(GlintruLayout *layout, GlintruTensor t, uint64_t *cursor,
+		 int ndim, int64_t s0, int64_t s1, int64_t s2)
+{
+	GlintruTensorSlot *s = &layout->slot[t];
+	int64_t		shape[GLINTRU_MAX_DIMS] = {s0, s1, s2};
+	uint64_t	numel = 1;
+
+	s->ndim = ndim;
+	for (int i = 0; i < GLINTRU_MAX_DIMS; i++)
+	{
+		s->shape[i] = i < ndim ? shape[i] : 0;
+		if (i < ndim)
+			numel *= (uint64_t) shape[i];
+	}
+	s->offset = *cursor;
+	s->numel = numel;
+	/* keep every tensor 16-float aligned so rows start on cache lines */
+	*cursor += (numel + 15) & ~(uint64_t) 15;
+}
+
+void
+glintru_layout_init(GlintruLayout *layout, int64_t n_rows, int32_t d)
+{
+	uint64_t	cur = 0;
+	int64_t		half = d / 2;
+
+	memset(layout, 0, sizeof(*layout));
+	layout->n_rows = n_rows;
+	layout->d = d;
+
+	for (int t = 0; t < GT_COUNT; t++)
+	{
+		switch ((GlintruTensor) t)
+		{
+			case GT_ITEM_EMBEDDING:
+				set_slot(layout, t, &cur, 2, n_rows, d, 0);
+				break;
+			case GT_CONV1D_W:
+			case GT_CONVG_W:
+				set_slot(layout, t, &cur, 3, d, d, 3);
+				break;
+			case GT_GRU_W_IH:
+			case GT_GRU_W_HH:
+				set_slot(layout, t, &cur, 2, 3 * (int64_t) d, d, 0);
+				break;
+			case GT_GATE1_W:
+				set_slot(layout, t, &cur, 2, half, d, 0);
+				break;
+			case GT_GATE1_B:
+				set_slot(layout, t, &cur, 1, half, 0, 0);
+				break;
+			case GT_GATE2_W:
+				set_slot(layout, t, &cur, 2, d, half, 0);
+				break;
+			case GT_MIX_LOGITS:
+				set_slot(layout, t, &cur, 1, 2, 0, 0);
+				break;
+			case GT_DENSE1_W:
+			case GT_DENSE2_W:
+			case GT_PROJECTION_W:
+			case GT_ATT_Q_W:
+			case GT_ATT_K_W:
+			case GT_ATT_V_W:
+			case GT_ATT_O_W:
+			case GT_DENSE_W:
+			case GT_DENSE3_W:
+			case GT_DENSE4_W:
+			case GT_DENSEOUT_W:
+				set_slot(layout, t, &cur, 2, d, d, 0);
+				break;
+			default:			/* biases and LayerNorm vectors */
+				set_slot(layout, t, &cur, 1, d, 0, 0);
+				break;
+		}
+	}
+	layout->n_params = cur;
+}
+
+static uint64_t
+align64(uint64_t x)
+{
+	return (x + 63) & ~(uint64_t) 63;
+}
+
+/* Offsets of every array, computed once for sizing and for init. */
+typedef struct ModelOffsets
+{
+	uint64_t	params,
+				item_ids,
+				id_index,
+				popularity,
+				popular_rows,
+				pad,
+				total;
+} ModelOffsets;
+
+static ModelOffsets
+model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_popularity)
+{
+	ModelOffsets o;
+	uint64_t	rows = (uint64_t) cfg->n_rows;
+	uint64_t	cur = align64(sizeof(GlintruModel));
+
+	o.params = cur;
+	cur = align64(cur + layout->n_params * sizeof(float));
+	o.item_ids = cur;
+	cur = align64(cur + rows * sizeof(int64_t));
+	o.id_index = cur;
+	cur = align64(cur + rows * sizeof(int32_t));
+	if (has_popularity)
+	{
+		o.popularity = cur;
+		cur = align64(cur + rows * sizeof(float));
+		o.popular_rows = cur;
+		cur = align64(cur + rows * sizeof(int32_t));
+	}
+	else
+		o.popularity = o.popular_rows = 0;
+	o.pad = cur;
+	cur = align64(cur + 4 * (uint64_t) cfg->d * sizeof(float));
+	o.total = cur;
+	return o;
+}
+
+uint64_t
+glintru_model_bytes(const GlintruConfig *cfg, bool has_popularity)
+{
+	GlintruLayout layout;
+
+	glintru_layout_init(&layout, cfg->n_rows, cfg->d);
+	return model_offsets(cfg, &layout, has_popularity).total;
+}
+
+GlintruModel *
+glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
+{
+	GlintruModel *m = dest;
+	GlintruLayout layout;
+	ModelOffsets o;
+
+	glintru_layout_init(&layout, cfg->n_rows, cfg->d);
+	o = model_offsets(cfg, &layout, has_popularity);
+	memset(dest, 0, o.total);
+	m->magic = GLINTRU_MODEL_MAGIC;
+	m->total_bytes = o.total;
+	m->config = *cfg;
+	m->layout = layout;
+	m->params_off = o.params;
+	m->item_ids_off = o.item_ids;
+	m->id_index_off = o.id_index;
+	m->popularity_off = o.popularity;
+	m->popular_rows_off = o.popular_rows;
+	m->pad_off = o.pad;
+	/* default vocabulary: the external id of row j is j */
+	{
+		int64_t    *ids = (int64_t *) ((char *) m + m->item_ids_off);
+
+		for (int64_t j = 0; j < cfg->n_rows; j++)
+			ids[j] = j;
+	}
+	return m;
+}
+
+/* qsort context: C has no qsort_r everywhere, so sort (id,row) pairs. */
+typedef struct IdRow
+{
+	int64_t		key;
+	int32_t		row;
+} IdRow;
+
+static int
+cmp_id_row(const void *a, const void *b)
+{
+	const IdRow *x = a,
+			   *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->row < y->row ? -1 : (x->row > y->row);
+}
+
+/* popularity: higher first; ties to the lower row */
+typedef struct PopRow
+{
+	float		pop;
+	int32_t		row;
+} PopRow;
+
+static int
+cmp_pop_row(const void *a, const void *b)
+{
+	const PopRow *x = a,
+			   *y = b;
+
+	if (x->pop != y->pop)
+		return x->pop > y->pop ? -1 : 1;
+	return x->row < y->row ? -1 : (x->row > y->row);
+}
+
+bool
+glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
+{
+	int64_t		n = m->config.n_rows - 1;	/* real items */
+	const int64_t *ids = glintru_item_ids(m);
+	int32_t    *index = (int32_t *) ((char *) m + m->id_index_off);
+	IdRow	   *pairs;
+	int			d = m->config.d;
+
+	pairs = malloc(sizeof(IdRow) * (size_t) (n > 0 ? n : 1));
+	if (pairs == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	for (int64_t j = 0; j < n; j++)
+	{
+		pairs[j].key = ids[j + 1];
+		pairs[j].row = (int32_t) (j + 1);
+	}
+	qsort(pairs, (size_t) n, sizeof(IdRow), cmp_id_row);
+	for (int64_t j = 0; j < n; j++)
+	{
+		if (j > 0 && pairs[j].key == pairs[j - 1].key)
+		{
+			snprintf(err, errlen, "item id %lld appears at rows %d and %d of item_ids",
+					 (long long) pairs[j].key, pairs[j - 1].row, pairs[j].row);
+			free(pairs);
+			return false;
+		}
+		index[j] = pairs[j].row;
+	}
+	free(pairs);
+
+	if (m->popularity_off)
+	{
+		const float *pop = glintru_popularity(m);
+		int32_t    *order = (int32_t *) ((char *) m + m->popular_rows_off);
+		PopRow	   *pr = malloc(sizeof(PopRow) * (size_t) (n > 0 ? n : 1));
+
+		if (pr == NULL)
+		{
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+		for (int64_t j = 0; j < n; j++)
+		{
+			pr[j].pop = pop[j + 1];
+			pr[j].row = (int32_t) (j + 1);
+		}
+		qsort(pr, (size_t) n, sizeof(PopRow), cmp_pop_row);
+		for (int64_t j = 0; j < n; j++)
+			order[j] = pr[j].row;
+		free(pr);
+	}
+
+	/* padding-slot vectors: x_pad = E[0], a_pad = dense1(x_pad), k̂_pad, v_pad */
+	{
+		float	   *pad = (float *) ((char *) m + m->pad_off);
+		float	   *x = pad,
+				   *a = pad + d,
+				   *kh = pad + 2 * d,
+				   *v = pad + 3 * d;
+
+		memcpy(x, glintru_param(m, GT_ITEM_EMBEDDING), sizeof(float) * d);
+		glintru_linear(x, 1, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, a);
+		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, kh);
+		glintru_elu_l2_heads(kh, 1, d, m->config.n_heads);
+		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
+	}
+	return true;
+}
+
+int64_t
+glintru_item_row(const GlintruModel *m, int64_t item_id)
+{
+	const int64_t *ids = glintru_item_ids(m);
+	const int32_t *index = (const int32_t *) ((const char *) m + m->id_index_off);
+	int64_t		lo = 0,
+				hi = m->config.n_rows - 1;	/* search [lo, hi) */
+
+	while (lo < hi)
+	{
+		int64_t		mid = lo + (hi - lo) / 2;
+		int64_t		key = ids[index[mid]];
+
+		if (key == item_id)
+			return index[mid];
+		if (key < item_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
