@@ -48,7 +48,7 @@ gate_output(const GlintruModel *m, const float *c, const float *h, float *G, flo
 }
 
 void
-glintru_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
+glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
 					float *u, float *scratch)
 {
 	const int	d = m->config.d;
@@ -211,6 +211,7 @@ sift_down(GlintruScored *heap, int n, int i)
 		int			l = 2 * i + 1,
 					r = l + 1,
 					w = i;
+		GlintruScored tmp;
 
 		if (l < n && better(heap[w], heap[l]))
 			w = l;
@@ -218,8 +219,7 @@ sift_down(GlintruScored *heap, int n, int i)
 			w = r;
 		if (w == i)
 			return;
-		GlintruScored tmp = heap[i];
-
+		tmp = heap[i];
 		heap[i] = heap[w];
 		heap[w] = tmp;
 		i = w;
@@ -249,11 +249,11 @@ glintru_top_k(const float *scores, int64_t n_rows, const uint8_t *exclude, int k
 			while (i > 0)
 			{
 				int			p = (i - 1) / 2;
+				GlintruScored tmp;
 
 				if (!better(out[p], out[i]))
 					break;
-				GlintruScored tmp = out[p];
-
+				tmp = out[p];
 				out[p] = out[i];
 				out[i] = tmp;
 				i = p;

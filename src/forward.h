@@ -9,14 +9,14 @@
 
 #include "model.h"
 
-/* Floats of scratch space glintru_user_vector() needs for this model. */
+/* Floats of scratch space glintru_forward_user_vector() needs for this model. */
 size_t		glintru_forward_scratch_floats(const GlintruConfig *cfg);
 
 /*
  * u = the user vector of a history of item rows (oldest first, every row in
  * [1, N]).  Only the last max_seq_len rows are used.  n must be >= 1.
  */
-void		glintru_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
+void		glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
 								float *u, float *scratch);
 
 /* One recommended item: its row and score. */

@@ -65,6 +65,8 @@ typedef struct Parser
 	bool		failed;
 } Parser;
 
+static bool fail(Parser *ps, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
 static bool
 fail(Parser *ps, const char *fmt,...)
 {

@@ -146,7 +146,7 @@ run_dir(const char *dir)
 		for (int pass = 0; pass < 2; pass++)
 		{
 			glintru_use_blas = pass == 0;
-			glintru_user_vector(m, rows, nh, u, scratch);
+			glintru_forward_user_vector(m, rows, nh, u, scratch);
 			du = 0;
 			for (int i = 0; i < nu; i++)
 				du = fmax(du, fabs(u[i] - uv[i]));
@@ -157,7 +157,7 @@ run_dir(const char *dir)
 			check(nu == m->config.d && du < 1e-4, pass ? "user vector (scalar)" : "user vector (blas)", dir, casen);
 		}
 		glintru_use_blas = true;
-		glintru_user_vector(m, rows, nh, u, scratch);
+		glintru_forward_user_vector(m, rows, nh, u, scratch);
 		glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), m->config.n_rows, m->config.d, u, scores);
 		nb = glintru_top_k(scores, m->config.n_rows, NULL, nt, best);
 		for (int i = 0; i < nt && i < nb; i++)

@@ -1,0 +1,39 @@
+# glintru — PGXS build of the extension, its command-line tools and unit tests.
+
+EXTENSION = glintru
+MODULE_big = glintru
+DATA = $(wildcard sql/glintru--*.sql)
+
+# numeric core (no PostgreSQL headers) + PostgreSQL glue
+CORE_SRCS = src/model.c src/kernels.c src/forward.c src/safetensors.c
+GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c
+OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
+
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=glintru
+
+# OpenBLAS, serial variant, pinned by path (see README: threads in backends hurt)
+OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-serial
+OPENBLAS_LIB = /usr/lib/x86_64-linux-gnu/openblas-serial
+# server headers as system headers: -Wextra then judges our code, not theirs
+PG_CPPFLAGS = -I$(OPENBLAS_INC) -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS = -std=gnu11 -Wall -Wextra $(GLINTRU_WERROR)
+SHLIB_LINK = -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lm
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# ---- numeric core outside the server: unit tests and tools ----
+CORE_CC = $(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra $(GLINTRU_WERROR) -I$(OPENBLAS_INC) -Isrc
+CORE_LIBS = -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lm -lpthread
+
+build/test_forward: test/unit/test_forward.c $(CORE_SRCS) $(wildcard src/*.h)
+	@mkdir -p build
+	$(CORE_CC) $< $(CORE_SRCS) -o $@ $(CORE_LIBS)
+
+.PHONY: unitcheck
+unitcheck: build/test_forward
+	build/test_forward $(GOLDEN_DIRS)
+
+EXTRA_CLEAN = build

@@ -1,0 +1,42 @@
+/*
+ * glintru.h — what the PostgreSQL glue files share: the model catalogue
+ * lookups, the model cache (shared memory or backend-private) and pins.
+ */
+#ifndef GLINTRU_GLINTRU_H
+#define GLINTRU_GLINTRU_H
+
+#include "postgres.h"
+
+#include "model.h"
+
+/* A row of glintru.models, without the weights. */
+typedef struct GlintruCatalogEntry
+{
+	int32		id;
+	int64		version;
+	char		name[NAMEDATALEN];
+} GlintruCatalogEntry;
+
+/* catalog.c */
+extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
+extern bytea *glintru_catalog_weights(int32 id);
+extern GlintruModel *glintru_model_from_bytes(const uint8 *buf, size_t len,
+											  void *(*alloc) (size_t, void *), void *arg);
+
+/* A model in use by this backend: released at the end of the call or transaction. */
+typedef struct GlintruPin
+{
+	const GlintruModel *model;
+	int			slot;			/* cache slot, for release */
+} GlintruPin;
+
+/* shmem.c */
+extern int	glintru_shared_memory_mb;
+extern void glintru_shmem_init(void);
+extern bool glintru_shmem_active(void);
+extern GlintruPin glintru_model_acquire(const char *name);
+extern void glintru_model_release(GlintruPin *pin);
+extern bool glintru_model_cached(int32 id, int64 version);
+extern void glintru_memory_usage(int64 *budget, int64 *used, int *models);
+
+#endif							/* GLINTRU_GLINTRU_H */

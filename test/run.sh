@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test/run.sh — build, install and test glintru against a throwaway cluster.
+#
+# Layers: C unit tests of the numeric core; pg_regress (test/sql, expected/)
+# on a private cluster with shared_preload_libraries = glintru; the parity
+# fixtures of ../shared/golden when that folder exists.  Prints one closing
+# line "N passed, N failed" and exits non-zero on any failure.
+#
+# Run as root (PostgreSQL then runs as the postgres user) or as a user that
+# may run initdb.  Needs the packages that .ci/run installs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SHARED=${GLINTRU_SHARED:-$ROOT/../shared}
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+PGBIN=$(pg_config --bindir)
+passed=0
+failed=0
+ok() { passed=$((passed + ${2:-1})); echo "ok: $1"; }
+bad() { failed=$((failed + ${2:-1})); echo "FAILED: $1"; }
+
+echo "== build (-Werror) and install"
+make -s with_llvm=no GLINTRU_WERROR=-Werror >/tmp/glintru-build.log 2>&1 \
+  && make -s with_llvm=no install >>/tmp/glintru-build.log 2>&1 \
+  || { cat /tmp/glintru-build.log; echo "0 passed, 1 failed"; exit 1; }
+ok "build"
+
+echo "== C unit tests"
+if make -s GLINTRU_WERROR=-Werror build/test_forward >/tmp/glintru-unit.log 2>&1; then
+  out=$(build/test_forward test/data/small)
+  echo "$out" | tail -2
+  if echo "$out" | grep -q ' 0 failed'; then ok "unit: forward, safetensors round trip"; else bad "unit: forward"; fi
+else
+  cat /tmp/glintru-unit.log; bad "unit tests build"
+fi
+
+echo "== throwaway cluster"
+TMP=$(mktemp -d /tmp/glintru-test.XXXXXX)
+chmod 755 "$TMP"
+PORT=${GLINTRU_TEST_PORT:-$((20000 + RANDOM % 20000))}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$TMP"
+as_pg "$PGBIN/initdb" -D "$TMP/data" -U postgres -A trust --no-sync >"$TMP/initdb.log" 2>&1 \
+  || { cat "$TMP/initdb.log"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/server.log" -w -o \
+  "-p $PORT -k $TMP -c listen_addresses='' -c shared_preload_libraries=glintru -c fsync=off" start >/dev/null \
+  || { cat "$TMP/server.log"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+cleanup() { as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1; rm -rf "$TMP"; }
+trap cleanup EXIT
+export PGHOST=$TMP PGPORT=$PORT PGUSER=postgres
+ok "cluster up (port $PORT, shared_preload_libraries=glintru)"
+
+echo "== pg_regress"
+make -s installcheck with_llvm=no >"$TMP/regress.log" 2>&1
+cat "$TMP/regress.log" | grep -E '^(ok|not ok|test |     )' || cat "$TMP/regress.log"
+np=$(grep -cE '^ok |^test .* \.\.\. ok|     [a-z_0-9]+ +\.\.\. ok' "$TMP/regress.log")
+nf=$(grep -cE '^not ok |\.\.\. FAILED' "$TMP/regress.log")
+[ -f test/regression.diffs ] && { cat test/regression.diffs | head -100; }
+[ -f regression.diffs ] && { head -100 regression.diffs; }
+passed=$((passed + np)); failed=$((failed + nf))
+if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
+
+echo "== parity with ../shared/golden"
+if [ -d "$SHARED/golden" ]; then
+  for fx in "$SHARED"/golden/*/; do
+    fx=${fx%/}; name=$(basename "$fx")
+    if [ -f "$fx/model.safetensors" ]; then
+      res=$(psql -X -q -At -d postgres -c "CREATE EXTENSION IF NOT EXISTS glintru" \
+              -v dir="$fx" -v model="golden_$name" -f test/parity.psql 2>&1 | tail -1)
+      IFS='|' read -r cases uv top <<<"$res"
+      if [ -n "$cases" ] && [ "$cases" -gt 0 ] 2>/dev/null && [ "$uv" = "$cases" ] && [ "$top" = "$cases" ]; then
+        ok "parity $name: $cases cases, user vectors and top-10 agree" "$cases"
+      else
+        bad "parity $name: $res"
+      fi
+      out=$(build/test_forward "$fx" | tail -2); echo "$out"
+      if echo "$out" | grep -q ' 0 failed'; then ok "unit parity $name (BLAS and plain loops)"; else bad "unit parity $name"; fi
+    fi
+  done
+else
+  echo "skipped: $SHARED/golden not found (a user's clone has no ../shared)"
+fi
+
+if ! as_pg "$PGBIN/pg_ctl" -D "$TMP/data" status >/dev/null; then bad "server died during the tests"; cat "$TMP/server.log" | tail -30; fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
