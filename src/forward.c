@@ -1,14 +1,14 @@
 /*
- * forward.c — the exact GLINT-RU forward pass for one window (SPEC §1) and
- * top-k selection.
+ * forward.c — the exact GLINT-RU forward pass (SPEC §1) through a user's
+ * incremental state (see forward.h), and top-k selection.
  *
- * Only the output at the last real slot m-1 is needed, so the position-wise
- * layers run once; what spans the window is: the attention keys/values (the
- * sum S over all L slots, padding included, taken as Σ_t (q̂·k̂_t) v_t plus
- * (L-m) copies of the padding term), dense1 + conv1d for the GRU input, the
- * GRU recurrence, and the selective gate at slots m-2, m-1, m (conv1dforgru
- * looks one slot either side of m-1).  Slots m … L-1 hold item 0, so the two
- * look-ahead slots use the precomputed padding vectors.
+ * Only the output at the last real slot m-1 is ever needed, so the
+ * position-wise layers run once per request.  What spans the window — the
+ * attention sum S over the real items, dense1 + conv1d feeding the GRU, and
+ * the GRU recurrence up to slot m-2 — is summarised in the state.  The
+ * request adds what depends on the padding slots m … L-1: the attention's
+ * (L-m)·k̂_pad v_padᵀ term and the two GRU steps whose convolution looks one
+ * slot ahead into padding (or past the window end, where it is zero).
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -18,17 +18,63 @@
 #include <math.h>
 #include <string.h>
 
+static size_t
+s_floats(const GlintruConfig *cfg)
+{
+	size_t		d = (size_t) cfg->d;
+
+	return 4 * d + d * (d / (size_t) cfg->n_heads);
+}
+
 size_t
-glintru_forward_scratch_floats(const GlintruConfig *cfg)
+glintru_state_bytes(const GlintruConfig *cfg, int32_t m)
+{
+	return sizeof(GlintruState) + s_floats(cfg) * sizeof(float) + (size_t) m * sizeof(int32_t);
+}
+
+bool
+glintru_state_valid(const GlintruModel *model, const void *blob, size_t len)
+{
+	const GlintruState *s = blob;
+	const GlintruConfig *cfg = &model->config;
+	const int32_t *rows;
+
+	if (len < sizeof(GlintruState) || s->magic != GLINTRU_STATE_MAGIC ||
+		s->d != cfg->d || s->n_heads != cfg->n_heads || s->max_seq_len != cfg->max_seq_len ||
+		s->m < 1 || s->m > cfg->max_seq_len || len != glintru_state_bytes(cfg, s->m))
+		return false;
+	rows = glintru_state_rows(s);
+	for (int32_t t = 0; t < s->m; t++)
+		if (rows[t] < 1 || rows[t] >= cfg->n_rows)
+			return false;
+	return true;
+}
+
+/* working space: X, A1, K, V, C: L·d each; col, GI: L·3d each; rows L; vectors 40d */
+static size_t
+work_floats(const GlintruConfig *cfg)
 {
 	size_t		L = (size_t) cfg->max_seq_len;
 	size_t		d = (size_t) cfg->d;
 
-	/* X, K, V, a: L·d each; col, GI: (L+1)·3d each; C, Hs: (L+1)·d; vectors */
-	return 4 * L * d + 2 * (L + 1) * 3 * d + 2 * (L + 1) * d + 32 * d;
+	return 11 * L * d + L + 40 * d;
 }
 
-/* selective gate at one slot: G = (W2 silu(W1 c + b1) + b2) ⊙ (P h + bp) */
+/* the 40d vectors at the end of the working space */
+static float *
+work_vectors(const GlintruConfig *cfg, float *scratch)
+{
+	return scratch + work_floats(cfg) - 40 * (size_t) cfg->d;
+}
+
+size_t
+glintru_forward_scratch_floats(const GlintruConfig *cfg)
+{
+	/* plus room for one full state (glintru_forward_user_vector) */
+	return work_floats(cfg) + (glintru_state_bytes(cfg, cfg->max_seq_len) + sizeof(float) - 1) / sizeof(float);
+}
+
+/* selective gate at one slot: G = (W2 silu(W1 c + b1) + b2) ⊙ (P h + bp); tmp 3d */
 static void
 gate_output(const GlintruModel *m, const float *c, const float *h, float *G, float *tmp)
 {
@@ -47,84 +93,209 @@ gate_output(const GlintruModel *m, const float *c, const float *h, float *G, flo
 		G[i] = s[i] * p[i];
 }
 
+/*
+ * One slot of the GRU branch from its three conv1d inputs: c = conv1d(prev,
+ * cur, next), h_out = GRU(h_prev, c), G = gate(c, h_out).  tmp: 12d.
+ */
+static void
+gru_slot(const GlintruModel *m, const float *prev, const float *cur, const float *next,
+		 const float *h_prev, float *h_out, float *G, float *tmp)
+{
+	int			d = m->config.d;
+	float	   *col = tmp,
+			   *c = tmp + 3 * d,
+			   *gi = tmp + 4 * d,
+			   *work = tmp + 7 * d;
+
+	glintru_conv3_column(prev, cur, next, d, col);
+	glintru_linear(col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, c);
+	glintru_linear(c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, gi);
+	glintru_gru_step(gi, h_prev, glintru_param(m, GT_GRU_W_HH), d, h_out, work);
+	gate_output(m, c, h_out, G, work);
+}
+
+/* state pointers */
+#define ST_H(s) (glintru_state_floats(s))
+#define ST_G(s) (glintru_state_floats(s) + (s)->d)
+#define ST_APREV(s) (glintru_state_floats(s) + 2 * (s)->d)
+#define ST_ALAST(s) (glintru_state_floats(s) + 3 * (s)->d)
+#define ST_S(s) (glintru_state_floats(s) + 4 * (s)->d)
+
+static void
+state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
+{
+	s->magic = GLINTRU_STATE_MAGIC;
+	s->d = m->config.d;
+	s->n_heads = m->config.n_heads;
+	s->max_seq_len = m->config.max_seq_len;
+	s->m = mlen;
+	s->reserved = 0;
+}
+
 void
-glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
-					float *u, float *scratch)
+glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
+					GlintruState *out, float *scratch)
+{
+	const int	d = m->config.d;
+	const int	H = m->config.n_heads;
+	const int	L = m->config.max_seq_len;
+	const int	mlen = (int) (n < L ? n : L);
+	const int32_t *win = rows + (n - mlen);
+	const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
+	float	   *X = scratch;
+	float	   *A1 = X + (size_t) L * d;
+	float	   *K = A1 + (size_t) L * d;
+	float	   *V = K + (size_t) L * d;
+	float	   *C = V + (size_t) L * d;
+	float	   *col = C + (size_t) L * d;
+	float	   *GI = col + (size_t) L * 3 * d;
+	float	   *vec = work_vectors(&m->config, scratch);
+	float	   *h = vec,
+			   *hnext = vec + d,
+			   *tmp = vec + 2 * d;
+	const int	steps = mlen - 1;	/* committed GRU slots 0 … m-2 */
+
+	state_header(m, out, mlen);
+	for (int t = 0; t < mlen; t++)
+		memcpy(X + (size_t) t * d, E + (size_t) win[t] * d, sizeof(float) * d);
+
+	/* attention sum over the real items */
+	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, K);
+	glintru_elu_l2_heads(K, mlen, d, H);
+	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
+	glintru_head_outer_sum(K, V, mlen, d, H, ST_S(out));
+
+	/* dense1, then conv1d + GRU over the slots whose look-ahead is real */
+	glintru_linear(X, mlen, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, A1);
+	memset(h, 0, sizeof(float) * d);
+	memset(ST_G(out), 0, sizeof(float) * d);
+	if (steps > 0)
+	{
+		for (int t = 0; t < steps; t++)
+			glintru_conv3_column(t ? A1 + (size_t) (t - 1) * d : NULL, A1 + (size_t) t * d,
+								 A1 + (size_t) (t + 1) * d, d, col + (size_t) t * 3 * d);
+		glintru_linear(col, steps, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, C);
+		glintru_linear(C, steps, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, GI);
+		for (int t = 0; t < steps; t++)
+		{
+			glintru_gru_step(GI + (size_t) t * 3 * d, t ? h : NULL, glintru_param(m, GT_GRU_W_HH), d,
+							 hnext, tmp);
+			memcpy(h, hnext, sizeof(float) * d);
+		}
+		gate_output(m, C + (size_t) (steps - 1) * d, h, ST_G(out), tmp);
+	}
+	memcpy(ST_H(out), h, sizeof(float) * d);
+	if (mlen >= 2)
+		memcpy(ST_APREV(out), A1 + (size_t) (mlen - 2) * d, sizeof(float) * d);
+	else
+		memset(ST_APREV(out), 0, sizeof(float) * d);
+	memcpy(ST_ALAST(out), A1 + (size_t) (mlen - 1) * d, sizeof(float) * d);
+	memcpy(glintru_state_rows(out), win, sizeof(int32_t) * mlen);
+}
+
+void
+glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
+				   GlintruState *out, float *scratch)
+{
+	const int	d = m->config.d;
+	const int	H = m->config.n_heads;
+	const int	L = m->config.max_seq_len;
+	const float *x = glintru_param(m, GT_ITEM_EMBEDDING) + (size_t) row * d;
+	float	   *vec = work_vectors(&m->config, scratch);
+	float	   *a_new = vec,
+			   *k = vec + d,
+			   *v = vec + 2 * d,
+			   *tmp = vec + 3 * d;
+
+	if (in->m >= L)
+	{
+		/* the window slides: the GRU restarts at the new window start */
+		int32_t    *rows = (int32_t *) (scratch + 11 * (size_t) L * d);
+
+		memcpy(rows, glintru_state_rows(in) + 1, sizeof(int32_t) * (L - 1));
+		rows[L - 1] = row;
+		glintru_state_build(m, rows, L, out, scratch);
+		return;
+	}
+	state_header(m, out, in->m + 1);
+	glintru_linear(x, 1, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, a_new);
+	/* slot m-1 now has a real look-ahead: commit it */
+	gru_slot(m, ST_APREV(in), ST_ALAST(in), a_new, ST_H(in), ST_H(out), ST_G(out), tmp);
+	memcpy(ST_APREV(out), ST_ALAST(in), sizeof(float) * d);
+	memcpy(ST_ALAST(out), a_new, sizeof(float) * d);
+	/* attention sum gains the new item's k̂ vᵀ */
+	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, k);
+	glintru_elu_l2_heads(k, 1, d, H);
+	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
+	memcpy(ST_S(out), ST_S(in), sizeof(float) * (size_t) d * (d / H));
+	glintru_head_outer_add(k, v, d, H, 1.0f, ST_S(out));
+	memcpy(glintru_state_rows(out), glintru_state_rows(in), sizeof(int32_t) * in->m);
+	glintru_state_rows(out)[in->m] = row;
+}
+
+void
+glintru_state_user_vector(const GlintruModel *m, const GlintruState *s, float *u, float *scratch)
 {
 	const int	d = m->config.d;
 	const int	H = m->config.n_heads;
 	const int	dh = d / H;
 	const int	L = m->config.max_seq_len;
-	const int	mlen = (int) (n < L ? n : L);
-	const int32_t *win = rows + (n - mlen);
-	/* conv/GRU slots that matter: 0 … last, where slot m exists only if m < L */
-	const int	last = mlen < L ? mlen : L - 1;
-	const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
-	float	   *X = scratch;
-	float	   *K = X + (size_t) L * d;
-	float	   *V = K + (size_t) L * d;
-	float	   *A1 = V + (size_t) L * d;	/* dense1(x_t), t < m */
-	float	   *col = A1 + (size_t) L * d;
-	float	   *GI = col + (size_t) (L + 1) * 3 * d;
-	float	   *C = GI + (size_t) (L + 1) * 3 * d;
-	float	   *Hs = C + (size_t) (L + 1) * d;
-	float	   *vec = Hs + (size_t) (L + 1) * d;
-	float	   *q = vec,
-			   *ctx = vec + d,
-			   *att = vec + 2 * d,
-			   *Y = vec + 3 * d,
-			   *Mx = vec + 4 * d,
-			   *g2 = vec + 5 * d,
-			   *Z = vec + 6 * d,
-			   *t3 = vec + 7 * d,
-			   *t4 = vec + 8 * d,
-			   *Gs = vec + 9 * d,	/* G at slots m-2, m-1, m: 3d */
-			   *gcol = vec + 12 * d,	/* 3d */
-			   *tmp = vec + 15 * d; /* 3d for gate, 3d for GRU */
-	const float *x_last;
-	double		ctxd[GLINTRU_MAX_D];	/* per-head accumulator */
+	const int	mlen = s->m;
+	const float *x_last = glintru_param(m, GT_ITEM_EMBEDDING) +
+		(size_t) glintru_state_rows(s)[mlen - 1] * d;
+	const float *apad = glintru_pad_a(m);
+	float	   *vec = work_vectors(&m->config, scratch);
+	float	   *h1 = vec,
+			   *h2 = vec + d,
+			   *Gs = vec + 2 * d,	/* G_{m-2}, G_{m-1}, G_m */
+			   *gcol = vec + 5 * d,
+			   *Y = vec + 8 * d,
+			   *q = vec + 9 * d,
+			   *ctx = vec + 10 * d,
+			   *att = vec + 11 * d,
+			   *g2 = vec + 12 * d,
+			   *Mx = vec + 13 * d,
+			   *Z = vec + 14 * d,
+			   *t3 = vec + 15 * d,
+			   *t4 = vec + 16 * d,
+			   *tmp = vec + 17 * d; /* 12d */
 
-	/* 1. embeddings of the window */
-	for (int t = 0; t < mlen; t++)
-		memcpy(X + (size_t) t * d, E + (size_t) win[t] * d, sizeof(float) * d);
-	x_last = X + (size_t) (mlen - 1) * d;
+	/* GRU branch: slot m-1 looks ahead into padding (or past L: zero), slot m likewise */
+	memcpy(Gs, ST_G(s), sizeof(float) * d);
+	gru_slot(m, ST_APREV(s), ST_ALAST(s), mlen < L ? apad : NULL, ST_H(s), h1, Gs + d, tmp);
+	if (mlen < L)
+		gru_slot(m, ST_ALAST(s), apad, mlen + 1 < L ? apad : NULL, h1, h2, Gs + 2 * d, tmp);
+	else
+		memset(Gs + 2 * d, 0, sizeof(float) * d);
+	glintru_conv3_column(Gs, Gs + d, Gs + 2 * d, d, gcol);
+	glintru_linear(gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, Y);
 
-	/* 2. attention expert at slot m-1 */
-	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, K);
-	glintru_elu_l2_heads(K, mlen, d, H);
-	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
+	/* attention expert at slot m-1: S over real items plus L-m padding slots */
 	glintru_linear(x_last, 1, d, glintru_param(m, GT_ATT_Q_W), glintru_param(m, GT_ATT_Q_B), d, q);
 	glintru_elu_l2_heads(q, 1, d, H);
 	{
-		const float *kp = glintru_pad_khat(m),
+		const float *S = ST_S(s),
+				   *kp = glintru_pad_khat(m),
 				   *vp = glintru_pad_v(m);
 		double		scale = 1.0 / sqrt((double) dh);
 
-		for (int h = 0; h < H; h++)
+		for (int hd = 0; hd < H; hd++)
 		{
-			const float *qh = q + h * dh;
-			double		w;
+			const float *qh = q + hd * dh;
+			const float *Sh = S + (size_t) hd * dh * dh;
+			double		wpad = 0.0;
 
-			for (int j = 0; j < dh; j++)
-				ctxd[j] = 0.0;
-			for (int t = 0; t < mlen; t++)
-			{
-				const float *kt = K + (size_t) t * d + h * dh;
-				const float *vt = V + (size_t) t * d + h * dh;
-
-				w = 0.0;
-				for (int i = 0; i < dh; i++)
-					w += (double) qh[i] * kt[i];
-				for (int j = 0; j < dh; j++)
-					ctxd[j] += w * vt[j];
-			}
-			/* the L-m padding slots each add (q̂·k̂_pad) v_pad */
-			w = 0.0;
 			for (int i = 0; i < dh; i++)
-				w += (double) qh[i] * kp[h * dh + i];
-			w *= (double) (L - mlen);
+				wpad += (double) qh[i] * kp[hd * dh + i];
+			wpad *= (double) (L - mlen);
 			for (int j = 0; j < dh; j++)
-				ctx[h * dh + j] = (float) ((ctxd[j] + w * vp[h * dh + j]) * scale);
+			{
+				double		acc = wpad * vp[hd * dh + j];
+
+				for (int i = 0; i < dh; i++)
+					acc += (double) qh[i] * Sh[(size_t) i * dh + j];
+				ctx[hd * dh + j] = (float) (acc * scale);
+			}
 		}
 	}
 	glintru_linear(ctx, 1, d, glintru_param(m, GT_ATT_O_W), glintru_param(m, GT_ATT_O_B), d, att);
@@ -133,38 +304,7 @@ glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t 
 	glintru_layernorm(att, d, glintru_param(m, GT_ATT_LN_W), glintru_param(m, GT_ATT_LN_B),
 					  m->config.layer_norm_eps, att);
 
-	/* 3. dense1 + conv1d over slots 0 … last: a_t real for t < m, a_pad up to L-1, 0 beyond */
-	glintru_linear(X, mlen, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, A1);
-	{
-		const float *apad = glintru_pad_a(m);
-#define A_AT(t) ((t) < 0 || (t) >= L ? NULL : (t) < mlen ? A1 + (size_t) (t) * d : apad)
-
-		for (int t = 0; t <= last; t++)
-			glintru_conv3_column(A_AT(t - 1), A_AT(t), A_AT(t + 1), d, col + (size_t) t * 3 * d);
-#undef A_AT
-	}
-	glintru_linear(col, last + 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, C);
-
-	/* 4. GRU over slots 0 … last (h_{-1} = 0): input gates as one GEMM, then the recurrence */
-	glintru_linear(C, last + 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, GI);
-	for (int t = 0; t <= last; t++)
-		glintru_gru_step(GI + (size_t) t * 3 * d, t ? Hs + (size_t) (t - 1) * d : NULL,
-						 glintru_param(m, GT_GRU_W_HH), d, Hs + (size_t) t * d, tmp + 3 * d);
-
-	/* 5. selective gate at slots m-2, m-1, m, then conv1dforgru at m-1 */
-	for (int k = 0; k < 3; k++)
-	{
-		int			t = mlen - 2 + k;
-
-		if (t < 0 || t > last)
-			memset(Gs + k * d, 0, sizeof(float) * d);
-		else
-			gate_output(m, C + (size_t) t * d, Hs + (size_t) t * d, Gs + k * d, tmp);
-	}
-	glintru_conv3_column(Gs, Gs + d, Gs + 2 * d, d, gcol);
-	glintru_linear(gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, Y);
-
-	/* 6. softmax mix, GELU gate from dense2(x), dense + residual + LayerNorm */
+	/* softmax mix, GELU gate from dense2(x), dense + residual + LayerNorm */
 	{
 		const float *lg = glintru_param(m, GT_MIX_LOGITS);
 		double		mx = lg[0] > lg[1] ? lg[0] : lg[1];
@@ -183,7 +323,7 @@ glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t 
 	glintru_layernorm(Z, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
 					  m->config.layer_norm_eps, Z);
 
-	/* 7. gated MLP + residual + the same LayerNorm */
+	/* gated MLP + residual + the same LayerNorm */
 	glintru_linear(Z, 1, d, glintru_param(m, GT_DENSE3_W), glintru_param(m, GT_DENSE3_B), d, t3);
 	glintru_linear(Z, 1, d, glintru_param(m, GT_DENSE4_W), glintru_param(m, GT_DENSE4_B), d, t4);
 	for (int i = 0; i < d; i++)
@@ -193,6 +333,17 @@ glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t 
 		u[i] += Z[i];
 	glintru_layernorm(u, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
 					  m->config.layer_norm_eps, u);
+}
+
+void
+glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
+							float *u, float *scratch)
+{
+	/* the state lives at the end of scratch, after the working space */
+	GlintruState *s = (GlintruState *) (scratch + work_floats(&m->config));
+
+	glintru_state_build(m, rows, n, s, scratch);
+	glintru_state_user_vector(m, s, u, scratch);
 }
 
 /* a beats b: higher score, or equal score and lower row */

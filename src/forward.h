@@ -1,6 +1,17 @@
 /*
- * forward.h — the exact GLINT-RU forward pass (SPEC §1) for one window of
- * item rows, and top-k selection over the catalogue.
+ * forward.h — the exact GLINT-RU forward pass (SPEC §1), organised around a
+ * user's incremental state (SPEC §1, "Incremental evaluation"), and top-k
+ * selection over the catalogue.
+ *
+ * A state summarises a window of m ≤ L item rows: the committed GRU state
+ * h_{m-2} and gate output G_{m-2} (the last slot whose inputs are all real
+ * items), dense1 of the last two items, and the per-head attention sum
+ * Σ_t k̂_t v_tᵀ over the real items.  From it the user vector costs O(d²):
+ * two GRU steps against padding, the padding term of the attention, and the
+ * position-wise layers.  A new item advances it in O(d²) while the window
+ * is not full; a full window slides and is rebuilt (the GRU restarts at the
+ * new window start).  The from-scratch forward is build + user vector, so
+ * there is one implementation of the model.
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -9,15 +20,68 @@
 
 #include "model.h"
 
-/* Floats of scratch space glintru_forward_user_vector() needs for this model. */
+#define GLINTRU_STATE_MAGIC 0x47535431u	/* "GST1" */
+
+/*
+ * Header of a serialised state; followed by floats h[d], G[d], a_prev[d],
+ * a_last[d], S[d·dh] and int32 rows[m] (the window, oldest first).
+ */
+typedef struct GlintruState
+{
+	uint32_t	magic;
+	int32_t		d;
+	int32_t		n_heads;
+	int32_t		max_seq_len;
+	int32_t		m;				/* items in the window, 1 … max_seq_len */
+	int32_t		reserved;
+} GlintruState;
+
+/* Bytes of a state holding m window items. */
+size_t		glintru_state_bytes(const GlintruConfig *cfg, int32_t m);
+
+static inline float *
+glintru_state_floats(const GlintruState *s)
+{
+	return (float *) (s + 1);
+}
+
+static inline int32_t *
+glintru_state_rows(const GlintruState *s)
+{
+	size_t		d = (size_t) s->d;
+
+	return (int32_t *) (glintru_state_floats(s) + 4 * d + d * (d / s->n_heads));
+}
+
+/* Does a stored blob of len bytes hold a state that fits this model? */
+bool		glintru_state_valid(const GlintruModel *m, const void *blob, size_t len);
+
+/* Floats of scratch space the functions below need for this model. */
 size_t		glintru_forward_scratch_floats(const GlintruConfig *cfg);
 
 /*
- * u = the user vector of a history of item rows (oldest first, every row in
- * [1, N]).  Only the last max_seq_len rows are used.  n must be >= 1.
+ * Build the state of a history of item rows (oldest first, each in [1, N]);
+ * only the last max_seq_len rows count.  n >= 1.  out has room for
+ * glintru_state_bytes(cfg, min(n, L)).
  */
+void		glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
+								GlintruState *out, float *scratch);
+
+/*
+ * Append one item row: out = state of (in's window + row).  O(d²) while the
+ * window is not full, a rebuild over the slid window once it is.  out has
+ * room for glintru_state_bytes(cfg, min(in->m + 1, L)); it may not alias in.
+ */
+void		glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
+							   GlintruState *out, float *scratch);
+
+/* u = the user vector of a state, O(d²). */
+void		glintru_state_user_vector(const GlintruModel *m, const GlintruState *s,
+									  float *u, float *scratch);
+
+/* u = the user vector of a history (build + user vector). n >= 1. */
 void		glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
-								float *u, float *scratch);
+										float *u, float *scratch);
 
 /* One recommended item: its row and score. */
 typedef struct GlintruScored

@@ -168,3 +168,49 @@ glintru_score_items(const float *E, int64_t n_rows, int d, const float *u, float
 		scores[j] = (float) acc;
 	}
 }
+
+void
+glintru_head_outer_sum(const float *K, const float *V, int n, int d, int n_heads, float *S)
+{
+	int			dh = d / n_heads;
+
+	for (int h = 0; h < n_heads; h++)
+	{
+		float	   *Sh = S + (size_t) h * dh * dh;
+
+		if (glintru_use_blas)
+		{
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dh, dh, n, 1.0f,
+						K + h * dh, d, V + h * dh, d, 0.0f, Sh, dh);
+			continue;
+		}
+		for (int i = 0; i < dh; i++)
+			for (int j = 0; j < dh; j++)
+			{
+				double		acc = 0.0;
+
+				for (int t = 0; t < n; t++)
+					acc += (double) K[(size_t) t * d + h * dh + i] * V[(size_t) t * d + h * dh + j];
+				Sh[(size_t) i * dh + j] = (float) acc;
+			}
+	}
+}
+
+void
+glintru_head_outer_add(const float *k, const float *v, int d, int n_heads, float alpha, float *S)
+{
+	int			dh = d / n_heads;
+
+	for (int h = 0; h < n_heads; h++)
+	{
+		float	   *Sh = S + (size_t) h * dh * dh;
+
+		for (int i = 0; i < dh; i++)
+		{
+			float		ki = alpha * k[h * dh + i];
+
+			for (int j = 0; j < dh; j++)
+				Sh[(size_t) i * dh + j] += ki * v[h * dh + j];
+		}
+	}
+}

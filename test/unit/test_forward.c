@@ -91,7 +91,8 @@ run_dir(const char *dir)
 	size_t		cap = 0;
 	int			casen = 0;
 	double		worst_u = 0,
-				worst_u_scalar = 0;
+				worst_u_scalar = 0,
+				worst_incr = 0;
 
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
 	buf = read_file(path, &len);
@@ -157,6 +158,40 @@ run_dir(const char *dir)
 			check(nu == m->config.d && du < 1e-4, pass ? "user vector (scalar)" : "user vector (blas)", dir, casen);
 		}
 		glintru_use_blas = true;
+
+		/*
+		 * incremental: push the history one item at a time; at every prefix
+		 * the state's user vector equals the from-scratch forward of it
+		 */
+		{
+			size_t		sb = glintru_state_bytes(&m->config, m->config.max_seq_len);
+			GlintruState *a = malloc(sb),
+					   *b = malloc(sb),
+					   *t;
+			float		u2[GLINTRU_MAX_D];
+			double		worst = 0;
+
+			glintru_state_build(m, rows, 1, a, scratch);
+			for (int p = 1; p <= nh; p++)
+			{
+				if (p > 1)
+				{
+					glintru_state_push(m, a, rows[p - 1], b, scratch);
+					t = a;
+					a = b;
+					b = t;
+				}
+				glintru_state_user_vector(m, a, u2, scratch);
+				glintru_forward_user_vector(m, rows, p, u, scratch);
+				for (int i = 0; i < m->config.d; i++)
+					worst = fmax(worst, fabs(u[i] - u2[i]));
+			}
+			worst_incr = fmax(worst_incr, worst);
+			check(worst < 1e-5 && glintru_state_valid(m, a, glintru_state_bytes(&m->config, a->m)),
+				  "incremental state equals from-scratch forward at every prefix", dir, casen);
+			free(a);
+			free(b);
+		}
 		glintru_forward_user_vector(m, rows, nh, u, scratch);
 		glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), m->config.n_rows, m->config.d, u, scores);
 		nb = glintru_top_k(scores, m->config.n_rows, NULL, nt, best);
@@ -181,7 +216,8 @@ run_dir(const char *dir)
 		free(scores);
 		casen++;
 	}
-	printf("%s: %d cases, max |u - expected| blas %.2e, scalar %.2e\n", dir, casen, worst_u, worst_u_scalar);
+	printf("%s: %d cases, max |u - expected| blas %.2e, scalar %.2e; incremental vs scratch %.2e\n",
+		   dir, casen, worst_u, worst_u_scalar, worst_incr);
 	free(line);
 	fclose(f);
 	free(m);
