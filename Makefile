@@ -6,7 +6,7 @@ DATA = $(wildcard sql/glintru--*.sql)
 
 # numeric core (no PostgreSQL headers) + PostgreSQL glue
 CORE_SRCS = src/model.c src/kernels.c src/forward.c src/safetensors.c
-GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c
+GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c src/live.c
 OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
 
 REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))

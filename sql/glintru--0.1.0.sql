@@ -25,6 +25,10 @@ CREATE TABLE glintru.models (
 -- float data does not compress: store it out of line, uncompressed
 ALTER TABLE glintru.models ALTER COLUMN weights SET STORAGE EXTERNAL;
 REVOKE ALL ON glintru.models FROM PUBLIC;
+-- glintru_models() lists what is loaded to anyone; the weights stay private
+GRANT USAGE ON SCHEMA glintru TO PUBLIC;
+GRANT SELECT (id, name, version, n_items, d, n_heads, max_seq_len, layer_norm_eps,
+              checksum, bytes, loaded_at) ON glintru.models TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('glintru.models', '');
 SELECT pg_catalog.pg_extension_config_dump('glintru.models_id_seq', '');
@@ -80,3 +84,77 @@ REVOKE EXECUTE ON FUNCTION glintru_load_model(text, bytea, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_load_model_file(text, text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_drop_model(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_export_model(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Live recommendations: tables attached to a model, per-user state kept by
+-- triggers in the same transaction as the application's inserts.
+
+CREATE TABLE glintru.attachments (
+    id            serial PRIMARY KEY,
+    relid         regclass NOT NULL UNIQUE,       -- the interactions table
+    model_id      integer NOT NULL REFERENCES glintru.models(id),
+    model_version bigint NOT NULL,                -- the version the state was built with
+    user_column   name NOT NULL,
+    item_column   name NOT NULL,
+    order_column  name NOT NULL,
+    attached_at   timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON glintru.attachments FROM PUBLIC;
+
+-- One row per (attachment, user): the incremental state of the user's window
+-- (GRU state, last two dense1 outputs, attention sums, window item rows) and
+-- the order value of the latest event, in the order column's text form.
+CREATE TABLE glintru.user_state (
+    attachment_id integer NOT NULL REFERENCES glintru.attachments(id) ON DELETE CASCADE,
+    user_id       bigint NOT NULL,
+    last_order    text,
+    state         bytea NOT NULL,
+    PRIMARY KEY (attachment_id, user_id)
+) WITH (toast_tuple_target = 8160, fillfactor = 50);
+-- keep states (a few kB) inline and uncompressed: one heap write per update
+ALTER TABLE glintru.user_state ALTER COLUMN state SET STORAGE MAIN;
+REVOKE ALL ON glintru.user_state FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('glintru.attachments', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.attachments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.user_state', '');
+
+CREATE FUNCTION glintru_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'glintru_trigger'
+LANGUAGE C;
+
+CREATE FUNCTION glintru_attach(model text, interactions regclass,
+                               user_column name DEFAULT 'user_id',
+                               item_column name DEFAULT 'item_id',
+                               order_column name DEFAULT 'ts')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_attach'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_detach(interactions regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'glintru_detach'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_verify_state(interactions regclass, user_id bigint DEFAULT NULL)
+RETURNS TABLE(user_id bigint, problem text)
+AS 'MODULE_PATHNAME', 'glintru_verify_state'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru_recommend(user_id bigint, k integer DEFAULT 10,
+                                  exclude_seen boolean DEFAULT true,
+                                  interactions regclass DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend'
+LANGUAGE C STABLE ROWS 10;
+
+CREATE FUNCTION glintru_recommend_batch(user_ids bigint[], k integer DEFAULT 10,
+                                        exclude_seen boolean DEFAULT true,
+                                        interactions regclass DEFAULT NULL)
+RETURNS TABLE(user_id bigint, item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend_batch'
+LANGUAGE C STABLE;
+
+REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_detach(regclass) FROM PUBLIC;

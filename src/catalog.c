@@ -55,8 +55,8 @@ catalog_namespace(void)
 	return nsp;
 }
 
-static Oid
-catalog_relid(const char *relname)
+Oid
+glintru_catalog_relid(const char *relname)
 {
 	Oid			relid = get_relname_relid(relname, catalog_namespace());
 
@@ -79,7 +79,7 @@ catalog_fetch(Relation rel, const char *index, AttrNumber attno, RegProcedure eq
 
 	ScanKeyEntryInitialize(&key, 0, attno, BTEqualStrategyNumber, InvalidOid,
 						   collation, eqproc, value);
-	scan = systable_beginscan(rel, catalog_relid(index), true, snap, 1, &key);
+	scan = systable_beginscan(rel, glintru_catalog_relid(index), true, snap, 1, &key);
 	*scan_out = scan;
 	return systable_getnext(scan);
 }
@@ -87,7 +87,7 @@ catalog_fetch(Relation rel, const char *index, AttrNumber attno, RegProcedure eq
 bool
 glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
 {
-	Relation	rel = table_open(catalog_relid("models"), AccessShareLock);
+	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bool		found = false;
@@ -108,10 +108,36 @@ glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
 	return found;
 }
 
+bool
+glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry)
+{
+	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	tup = catalog_fetch(rel, "models_pkey", ANUM_ID, F_INT4EQ, InvalidOid,
+						Int32GetDatum(id), &scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		char	   *name;
+
+		entry->id = id;
+		entry->version = DatumGetInt64(heap_getattr(tup, ANUM_VERSION, RelationGetDescr(rel), &isnull));
+		name = TextDatumGetCString(heap_getattr(tup, ANUM_NAME, RelationGetDescr(rel), &isnull));
+		strlcpy(entry->name, name, sizeof(entry->name));
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 bytea *
 glintru_catalog_weights(int32 id)
 {
-	Relation	rel = table_open(catalog_relid("models"), AccessShareLock);
+	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bytea	   *result = NULL;

@@ -19,6 +19,8 @@ typedef struct GlintruCatalogEntry
 
 /* catalog.c */
 extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
+extern bool glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry);
+extern Oid	glintru_catalog_relid(const char *relname);
 extern bytea *glintru_catalog_weights(int32 id);
 extern GlintruModel *glintru_model_from_bytes(const uint8 *buf, size_t len,
 											  void *(*alloc) (size_t, void *), void *arg);
@@ -35,6 +37,7 @@ extern int	glintru_shared_memory_mb;
 extern void glintru_shmem_init(void);
 extern bool glintru_shmem_active(void);
 extern GlintruPin glintru_model_acquire(const char *name);
+extern GlintruPin glintru_model_acquire_entry(const GlintruCatalogEntry *e);
 extern void glintru_model_release(GlintruPin *pin);
 extern bool glintru_model_cached(int32 id, int64 version);
 extern void glintru_memory_usage(int64 *budget, int64 *used, int *models);

@@ -366,15 +366,25 @@ GlintruPin
 glintru_model_acquire(const char *name)
 {
 	GlintruCatalogEntry e;
-	ModelCache *c;
-	int			i;
-	GlintruPin	pin;
 
 	if (!glintru_catalog_find(name, &e))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name),
 				 errhint("glintru_models() lists the loaded models.")));
+	return glintru_model_acquire_entry(&e);
+}
+
+/* Pin the model version the caller found in the catalogue. */
+GlintruPin
+glintru_model_acquire_entry(const GlintruCatalogEntry *entry)
+{
+	GlintruCatalogEntry e = *entry;
+	const char *name = e.name;
+	ModelCache *c;
+	int			i;
+	GlintruPin	pin;
+
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(xact_callback, NULL);
