@@ -16,6 +16,7 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_collation.h"
@@ -135,7 +136,7 @@ glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry)
 }
 
 bytea *
-glintru_catalog_weights(int32 id)
+glintru_catalog_weights(int32 id, int64 version)
 {
 	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
 	SysScanDesc scan;
@@ -149,7 +150,8 @@ glintru_catalog_weights(int32 id)
 		bool		isnull;
 		Datum		d = heap_getattr(tup, ANUM_WEIGHTS, RelationGetDescr(rel), &isnull);
 
-		if (!isnull)
+		/* the bytes must be those of the version the caller keys them by */
+		if (!isnull && DatumGetInt64(heap_getattr(tup, ANUM_VERSION, RelationGetDescr(rel), &isnull)) == version)
 			result = DatumGetByteaPCopy(d);
 	}
 	systable_endscan(scan);
@@ -157,7 +159,8 @@ glintru_catalog_weights(int32 id)
 	if (result == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model with id %d disappeared from glintru.models", id)));
+				 errmsg("model with id %d changed or disappeared while it was being read", id),
+				 errhint("Retry the statement.")));
 	return result;
 }
 
@@ -271,6 +274,15 @@ load_model(const char *name, bytea *weights, bool replace)
 		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_finish();
+	if (exists)
+	{
+		/* tables attached to this model: rebuild their state with the new weights */
+		CommandCounterIncrement();
+		PushCopiedSnapshot(GetActiveSnapshot());
+		UpdateActiveSnapshotCommandId();
+		glintru_rebuild_attachments(id);
+		PopActiveSnapshot();
+	}
 	return id;
 }
 
@@ -347,7 +359,7 @@ glintru_export_model(PG_FUNCTION_ARGS)
 
 	if (!glintru_catalog_find(name, &e))
 		no_such_model(name);
-	PG_RETURN_BYTEA_P(glintru_catalog_weights(e.id));
+	PG_RETURN_BYTEA_P(glintru_catalog_weights(e.id, e.version));
 }
 
 PG_FUNCTION_INFO_V1(glintru_drop_model);
@@ -360,6 +372,15 @@ glintru_drop_model(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	SPI_connect();
+	if (SPI_execute_with_args("SELECT a.relid::pg_catalog.text FROM glintru.attachments a "
+							  "JOIN glintru.models m ON m.id OPERATOR(pg_catalog.=) a.model_id "
+							  "WHERE m.name OPERATOR(pg_catalog.=) $1 ORDER BY 1",
+							  1, types, args, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("model \"%s\" is attached to table %s", text_to_cstring(name),
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Detach it first with glintru_detach().")));
 	if (SPI_execute_with_args("DELETE FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from glintru.models");

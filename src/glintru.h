@@ -21,7 +21,7 @@ typedef struct GlintruCatalogEntry
 extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
 extern bool glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry);
 extern Oid	glintru_catalog_relid(const char *relname);
-extern bytea *glintru_catalog_weights(int32 id);
+extern bytea *glintru_catalog_weights(int32 id, int64 version);
 extern GlintruModel *glintru_model_from_bytes(const uint8 *buf, size_t len,
 											  void *(*alloc) (size_t, void *), void *arg);
 
@@ -31,6 +31,9 @@ typedef struct GlintruPin
 	const GlintruModel *model;
 	int			slot;			/* cache slot, for release */
 } GlintruPin;
+
+/* live.c */
+extern void glintru_rebuild_attachments(int32 model_id);
 
 /* shmem.c */
 extern int	glintru_shared_memory_mb;

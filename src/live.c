@@ -1172,6 +1172,73 @@ glintru_attach(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(users);
 }
 
+/*
+ * A model was replaced: every table attached to it gets its state rebuilt
+ * with the new weights, in the same transaction.
+ */
+static void
+rebuild_attachment(const Attachment *a, const GlintruCatalogEntry *e)
+{
+	Relation	rel;
+	Table		t;
+	GlintruPin	pin;
+
+	rel = table_open(a->relid, ShareRowExclusiveLock);
+	table_init(rel, a, &t);
+	table_close(rel, NoLock);
+	pin = glintru_model_acquire_entry(e);
+	PG_TRY();
+	{
+		Oid			types[2] = {INT4OID, INT8OID};
+		Datum		args[2] = {Int32GetDatum(a->id), Int64GetDatum(e->version)};
+		RoleSwitch	rs;
+		Work		w;
+		Backfill	b;
+
+		SPI_connect();
+		prepare_state_plans();
+		become_owner_of(glintru_catalog_relid("attachments"), &rs);
+		SPI_execute_with_args("UPDATE glintru.attachments SET model_version = $2 WHERE id OPERATOR(pg_catalog.=) $1",
+							  2, types, args, NULL, false, 0);
+		SPI_execute_with_args("DELETE FROM glintru.user_state WHERE attachment_id OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, false, 0);
+		restore_role(&rs);
+		work_init(&w, pin.model);
+		b.t = &t;
+		b.w = &w;
+		b.att_id = a->id;
+		for_each_user(&t, a, pin.model, false, 0, backfill_user, &b);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		glintru_model_release(&pin);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A model was replaced: every table attached to it gets its state rebuilt
+ * with the new weights, in the same transaction.
+ */
+void
+glintru_rebuild_attachments(int32 model_id)
+{
+	List	   *all = attachments_all();
+	ListCell   *lc;
+	GlintruCatalogEntry e;
+
+	if (!glintru_catalog_find_id(model_id, &e))
+		return;
+	foreach(lc, all)
+	{
+		Attachment *a = lfirst(lc);
+
+		if (a->model_id == model_id)
+			rebuild_attachment(a, &e);
+	}
+}
+
 PG_FUNCTION_INFO_V1(glintru_detach);
 Datum
 glintru_detach(PG_FUNCTION_ARGS)

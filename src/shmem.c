@@ -418,7 +418,7 @@ glintru_model_acquire_entry(const GlintruCatalogEntry *entry)
 	}
 	unlock(c);
 	{
-		bytea	   *w = glintru_catalog_weights(e.id);
+		bytea	   *w = glintru_catalog_weights(e.id, e.version);
 		const uint8 *buf = (const uint8 *) VARDATA_ANY(w);
 		size_t		len = VARSIZE_ANY_EXHDR(w);
 		GlintruConfig cfg;
