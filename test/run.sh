@@ -13,7 +13,6 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SHARED=${GLINTRU_SHARED:-$ROOT/../shared}
 export PATH=/usr/lib/postgresql/15/bin:$PATH
-PGBIN=$(pg_config --bindir)
 passed=0
 failed=0
 ok() { passed=$((passed + ${2:-1})); echo "ok: $1"; }
@@ -35,20 +34,12 @@ else
 fi
 
 echo "== throwaway cluster"
+. tools/cluster.sh
 TMP=$(mktemp -d /tmp/glintru-test.XXXXXX)
-chmod 755 "$TMP"
-PORT=${GLINTRU_TEST_PORT:-$((20000 + RANDOM % 20000))}
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$TMP"
-as_pg "$PGBIN/initdb" -D "$TMP/data" -U postgres -A trust --no-sync >"$TMP/initdb.log" 2>&1 \
-  || { cat "$TMP/initdb.log"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/server.log" -w -o \
-  "-p $PORT -k $TMP -c listen_addresses='' -c shared_preload_libraries=glintru -c fsync=off" start >/dev/null \
-  || { cat "$TMP/server.log"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-cleanup() { as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1; rm -rf "$TMP"; }
+cluster_start "$TMP" || { echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+cleanup() { cluster_stop "$TMP"; rm -rf "$TMP"; }
 trap cleanup EXIT
-export PGHOST=$TMP PGPORT=$PORT PGUSER=postgres
-ok "cluster up (port $PORT, shared_preload_libraries=glintru)"
+ok "cluster up (port $PGPORT, shared_preload_libraries=glintru)"
 
 echo "== pg_regress"
 make -s installcheck with_llvm=no >"$TMP/regress.log" 2>&1
@@ -81,6 +72,6 @@ else
   echo "skipped: $SHARED/golden not found (a user's clone has no ../shared)"
 fi
 
-if ! as_pg "$PGBIN/pg_ctl" -D "$TMP/data" status >/dev/null; then bad "server died during the tests"; cat "$TMP/server.log" | tail -30; fi
+if ! cluster_as_pg pg_ctl -D "$TMP/data" status >/dev/null; then bad "server died during the tests"; cat "$TMP/server.log" | tail -30; fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
