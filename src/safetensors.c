@@ -129,6 +129,9 @@ parse_string(Parser *ps, char *out)
 
 		if (c < 0x20)
 			return fail(ps, "invalid safetensors header: control character in a JSON string");
+		/* like \u escapes below: non-ASCII bytes become '?', so messages stay valid text */
+		if (c >= 0x80)
+			c = '?';
 		if (c == '\\')
 		{
 			if (ps->p >= ps->end)
@@ -537,7 +540,8 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 
 		if (t->dt == DT_OTHER)
 			return fail(&ps, "tensor \"%s\" has dtype %s, expected %s", t->name, t->dtype,
-						strncmp(t->name, "item_", 5) == 0 ? "I64 or F32" : "F32");
+						strcmp(t->name, "item_popularity") == 0 ? "F32 or I64" :
+						strcmp(t->name, "item_ids") == 0 ? "I64" : "F32");
 		for (int k = 0; k < t->ndim; k++)
 			if (__builtin_mul_overflow(numel, (uint64_t) t->shape[k], &numel) || numel > ((uint64_t) 1 << 40))
 				return fail(&ps, "tensor \"%s\" has an absurd shape", t->name);
@@ -577,8 +581,8 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 	if (emb->ndim != 2)
 		return fail(&ps, "tensor \"%s\" must have 2 dimensions", emb->name);
 	if (emb->shape[0] < 2 || emb->shape[0] > GLINTRU_MAX_ROWS)
-		return fail(&ps, "item table has %lld rows; a model needs at least one item besides padding row 0 and at most %lld rows",
-					(long long) emb->shape[0], (long long) GLINTRU_MAX_ROWS);
+		return fail(&ps, "item table has %lld row%s; a model needs at least one item besides padding row 0 and at most %lld rows",
+					(long long) emb->shape[0], emb->shape[0] == 1 ? "" : "s", (long long) GLINTRU_MAX_ROWS);
 	if (emb->shape[1] < 2 || emb->shape[1] > GLINTRU_MAX_D)
 		return fail(&ps, "hidden size d = %lld is out of range (2 to %d)", (long long) emb->shape[1], GLINTRU_MAX_D);
 	if (!h->has_max_seq_len)
@@ -587,10 +591,14 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 		return fail(&ps, "metadata lacks n_heads");
 	if (h->max_seq_len < 1 || h->max_seq_len > GLINTRU_MAX_SEQ_LEN)
 		return fail(&ps, "max_seq_len %lld is out of range (1 to %d)", h->max_seq_len, GLINTRU_MAX_SEQ_LEN);
-	if (h->n_heads < 1 || h->n_heads > emb->shape[1] || emb->shape[1] % h->n_heads != 0)
+	if (h->n_heads < 1 || h->n_heads > emb->shape[1])
+		return fail(&ps, "n_heads %lld is out of range (1 to the hidden size %lld)", h->n_heads, (long long) emb->shape[1]);
+	if (emb->shape[1] % h->n_heads != 0)
 		return fail(&ps, "hidden size %lld is not divisible by n_heads %lld", (long long) emb->shape[1], h->n_heads);
 	if (h->has_eps && !(h->eps > 0.0 && h->eps < 1.0))
 		return fail(&ps, "layer_norm_eps %g is out of range (0 to 1, exclusive)", h->eps);
+	if (h->has_eps && (float) h->eps == 0.0f)
+		return fail(&ps, "layer_norm_eps %g is too small for float32", h->eps);
 
 	cfg->n_rows = emb->shape[0];
 	cfg->d = (int32_t) emb->shape[1];

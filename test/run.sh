@@ -42,6 +42,11 @@ trap cleanup EXIT
 ok "cluster up (port $PGPORT, shared_preload_libraries=glintru)"
 
 echo "== pg_regress"
+# tests read test/data on the server side: give the server a copy it can read
+if ! cluster_as_pg test -r "$ROOT/test/data/small/model.safetensors"; then
+  cp -r "$ROOT/test/data" "$TMP/testdata" && chmod -R a+rX "$TMP/testdata"
+  export GLINTRU_TEST_DATA="$TMP/testdata"
+fi
 make -s installcheck with_llvm=no >"$TMP/regress.log" 2>&1
 cat "$TMP/regress.log" | grep -E '^(ok|not ok|test |     )' || cat "$TMP/regress.log"
 np=$(grep -cE '^ok |^test .* \.\.\. ok|     [a-z_0-9]+ +\.\.\. ok' "$TMP/regress.log")
