@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -30,6 +31,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include <sys/stat.h>
@@ -67,6 +69,39 @@ glintru_catalog_relid(const char *relname)
 				 errmsg("relation \"glintru.%s\" does not exist", relname),
 				 errhint("The glintru extension is damaged; recreate it.")));
 	return relid;
+}
+
+/*
+ * Like PostgreSQL's foreign-key triggers, glintru writes its own tables as
+ * their owner: EXECUTE on a function is the whole permission check, and the
+ * caller needs no rights on glintru's tables.
+ */
+
+static Oid
+rel_owner(Oid relid)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+void
+glintru_become_owner_of(Oid relid, GlintruRoleSwitch *rs)
+{
+	GetUserIdAndSecContext(&rs->save_user, &rs->save_sec);
+	SetUserIdAndSecContext(rel_owner(relid),
+						   rs->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+}
+
+void
+glintru_restore_role(const GlintruRoleSwitch *rs)
+{
+	SetUserIdAndSecContext(rs->save_user, rs->save_sec);
 }
 
 /* Find the single row with key = value through the given unique index. */
@@ -219,6 +254,7 @@ load_model(const char *name, bytea *weights, bool replace)
 	Oid			types[8] = {TEXTOID, INT8OID, INT4OID, INT4OID, INT4OID, FLOAT4OID, BYTEAOID, INT4OID};
 	int32		id = 0;
 	bool		exists;
+	GlintruRoleSwitch rs;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "glintru load",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -239,6 +275,7 @@ load_model(const char *name, bytea *weights, bool replace)
 	MemoryContextDelete(tmp);
 
 	SPI_connect();
+	glintru_become_owner_of(glintru_catalog_relid("models"), &rs);
 	if (SPI_execute_with_args("SELECT id FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  1, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read glintru.models");
@@ -273,6 +310,7 @@ load_model(const char *name, bytea *weights, bool replace)
 
 		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
+	glintru_restore_role(&rs);
 	SPI_finish();
 	if (exists)
 	{
@@ -370,8 +408,10 @@ glintru_drop_model(PG_FUNCTION_ARGS)
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1] = {PointerGetDatum(name)};
 	uint64		n;
+	GlintruRoleSwitch rs;
 
 	SPI_connect();
+	glintru_become_owner_of(glintru_catalog_relid("models"), &rs);
 	if (SPI_execute_with_args("SELECT a.relid::pg_catalog.text FROM glintru.attachments a "
 							  "JOIN glintru.models m ON m.id OPERATOR(pg_catalog.=) a.model_id "
 							  "WHERE m.name OPERATOR(pg_catalog.=) $1 ORDER BY 1",
@@ -385,6 +425,7 @@ glintru_drop_model(PG_FUNCTION_ARGS)
 							  1, types, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from glintru.models");
 	n = SPI_processed;
+	glintru_restore_role(&rs);
 	SPI_finish();
 	if (n == 0)
 		no_such_model(text_to_cstring(name));

@@ -18,6 +18,14 @@ typedef struct GlintruCatalogEntry
 } GlintruCatalogEntry;
 
 /* catalog.c */
+typedef struct GlintruRoleSwitch
+{
+	Oid			save_user;
+	int			save_sec;
+} GlintruRoleSwitch;
+
+extern void glintru_become_owner_of(Oid relid, GlintruRoleSwitch *rs);
+extern void glintru_restore_role(const GlintruRoleSwitch *rs);
 extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
 extern bool glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry);
 extern Oid	glintru_catalog_relid(const char *relname);

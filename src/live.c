@@ -260,41 +260,6 @@ attachment_model(const Attachment *a)
 	return glintru_model_acquire_entry(&e);
 }
 
-/* ---- running SQL as the right role ---- */
-
-typedef struct RoleSwitch
-{
-	Oid			save_user;
-	int			save_sec;
-} RoleSwitch;
-
-static Oid
-rel_owner(Oid relid)
-{
-	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
-}
-
-static void
-become_owner_of(Oid relid, RoleSwitch *rs)
-{
-	GetUserIdAndSecContext(&rs->save_user, &rs->save_sec);
-	SetUserIdAndSecContext(rel_owner(relid),
-						   rs->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-}
-
-static void
-restore_role(const RoleSwitch *rs)
-{
-	SetUserIdAndSecContext(rs->save_user, rs->save_sec);
-}
-
 /* ---- the order column ---- */
 
 static void
@@ -450,7 +415,7 @@ user_history(const Table *t, const GlintruModel *m, int64 user_id, int64 *n_out,
 	StringInfoData q;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(user_id)};
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 	int32	   *rows;
 	int64		n = 0;
 	TupleDesc	relDesc;
@@ -469,10 +434,10 @@ user_history(const Table *t, const GlintruModel *m, int64 user_id, int64 *n_out,
 					 quote_identifier(NameStr(TupleDescAttr(relDesc, t->order_att - 1)->attname)));
 	table_close(rel, AccessShareLock);
 
-	become_owner_of(t->relid, &rs);
+	glintru_become_owner_of(t->relid, &rs);
 	if (SPI_execute_with_args(q.data, 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the interactions of user " INT64_FORMAT, user_id);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 	rows = palloc(sizeof(int32) * (SPI_processed > 0 ? SPI_processed : 1));
 	*last_null = true;
 	*last_order = (Datum) 0;
@@ -518,7 +483,12 @@ prepare_state_plans(void)
 
 	if (plan_lock)
 		return;
-	plan_lock = keep_plan("SELECT last_order, state FROM glintru.user_state "
+	/*
+	 * last_order is a text column: the bytea parameter of the writes below
+	 * is stored in bytea's text form (byteaout), so read it back through
+	 * byteain; without the cast the recv function would parse the hex text.
+	 */
+	plan_lock = keep_plan("SELECT last_order::pg_catalog.bytea, state FROM glintru.user_state "
 						  "WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2 "
 						  "FOR UPDATE", 2, t4);
 	plan_insert = keep_plan("INSERT INTO glintru.user_state (attachment_id, user_id, last_order, state) "
@@ -543,12 +513,12 @@ static void
 state_lock(const Table *t, const GlintruModel *m, int32 att_id, int64 user_id, LockedState *ls)
 {
 	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 
-	become_owner_of(glintru_catalog_relid("user_state"), &rs);
+	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
 	if (SPI_execute_plan(plan_lock, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the state of user " INT64_FORMAT, user_id);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 	ls->exists = SPI_processed > 0;
 	ls->state = NULL;
 	ls->last_null = true;
@@ -580,7 +550,7 @@ state_write(const Table *t, int32 att_id, int64 user_id, bool exists, const Glin
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		lo_null;
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 	int			rc;
 
 	SET_VARSIZE(b, VARHDRSZ + len);
@@ -591,9 +561,9 @@ state_write(const Table *t, int32 att_id, int64 user_id, bool exists, const Glin
 	if (lo_null)
 		nulls[2] = 'n';
 	args[3] = PointerGetDatum(b);
-	become_owner_of(glintru_catalog_relid("user_state"), &rs);
+	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
 	rc = SPI_execute_plan(exists ? plan_update : plan_insert, args, nulls, false, 0);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 	if (rc != (exists ? SPI_OK_UPDATE : SPI_OK_INSERT))
 		elog(ERROR, "could not write the state of user " INT64_FORMAT, user_id);
 	return SPI_processed > 0;
@@ -603,12 +573,12 @@ static void
 state_delete(int32 att_id, int64 user_id)
 {
 	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 
-	become_owner_of(glintru_catalog_relid("user_state"), &rs);
+	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
 	if (SPI_execute_plan(plan_delete, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the state of user " INT64_FORMAT, user_id);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 }
 
 /* Working memory for one model's forward pass. */
@@ -879,12 +849,12 @@ glintru_trigger(PG_FUNCTION_ARGS)
 		{
 			Oid			types[1] = {INT4OID};
 			Datum		args[1] = {Int32GetDatum(a.id)};
-			RoleSwitch	rs;
+			GlintruRoleSwitch	rs;
 
-			become_owner_of(glintru_catalog_relid("user_state"), &rs);
+			glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
 			SPI_execute_with_args("DELETE FROM glintru.user_state WHERE attachment_id OPERATOR(pg_catalog.=) $1",
 								  1, types, args, NULL, false, 0);
-			restore_role(&rs);
+			glintru_restore_role(&rs);
 		}
 		else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		{
@@ -946,7 +916,7 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 			  UserCallback cb, void *arg)
 {
 	StringInfoData q;
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 	Portal		portal;
 	int64		users = 0,
 				cur_user = 0,
@@ -967,7 +937,7 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 					 quote_identifier(NameStr(a->order_col)), t->qualname,
 					 quote_identifier(NameStr(a->user_col)), quote_identifier(NameStr(a->item_col)),
 					 have_user ? psprintf("AND %s OPERATOR(pg_catalog.=) $1", quote_identifier(NameStr(a->user_col))) : "");
-	become_owner_of(t->relid, &rs);
+	glintru_become_owner_of(t->relid, &rs);
 	portal = SPI_cursor_open_with_args(NULL, q.data, have_user ? 1 : 0, argtypes, args, NULL, true, 0);
 	for (;;)
 	{
@@ -993,9 +963,9 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 			{
 				MemoryContext old = MemoryContextSwitchTo(outer);
 
-				restore_role(&rs);
+				glintru_restore_role(&rs);
 				cb(arg, cur_user, rows, n, last, last_null);
-				become_owner_of(t->relid, &rs);
+				glintru_become_owner_of(t->relid, &rs);
 				MemoryContextSwitchTo(old);
 				users++;
 				n = 0;
@@ -1026,13 +996,13 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 	}
 	if (have && n > 0)
 	{
-		restore_role(&rs);
+		glintru_restore_role(&rs);
 		cb(arg, cur_user, rows, n, last, last_null);
-		become_owner_of(t->relid, &rs);
+		glintru_become_owner_of(t->relid, &rs);
 		users++;
 	}
 	SPI_cursor_close(portal);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 	return users;
 }
 
@@ -1123,7 +1093,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 	{
 		Oid			types[7] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID, INT4OID};
 		Datum		args[7];
-		RoleSwitch	rs;
+		GlintruRoleSwitch	rs;
 		Work		w;
 		Backfill	b;
 		bool		isnull;
@@ -1135,7 +1105,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 		/* re-attaching: the old attachment and its state go */
 		drop_triggers(relid, t.qualname);
 		args[0] = ObjectIdGetDatum(relid);
-		become_owner_of(glintru_catalog_relid("attachments"), &rs);
+		glintru_become_owner_of(glintru_catalog_relid("attachments"), &rs);
 		SPI_execute_with_args("DELETE FROM glintru.attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 							  1, types, args, NULL, false, 0);
 		args[1] = Int32GetDatum(a.model_id);
@@ -1148,7 +1118,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 								  6, types, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not insert into glintru.attachments");
 		a.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		restore_role(&rs);
+		glintru_restore_role(&rs);
 
 		/* the triggers belong to the table, created by its owner (the caller) */
 		SPI_execute(psprintf(tg, "glintru_insert", "INSERT", t.qualname, "REFERENCING NEW TABLE AS glintru_new", fnschema), false, 0);
@@ -1191,18 +1161,18 @@ rebuild_attachment(const Attachment *a, const GlintruCatalogEntry *e)
 	{
 		Oid			types[2] = {INT4OID, INT8OID};
 		Datum		args[2] = {Int32GetDatum(a->id), Int64GetDatum(e->version)};
-		RoleSwitch	rs;
+		GlintruRoleSwitch	rs;
 		Work		w;
 		Backfill	b;
 
 		SPI_connect();
 		prepare_state_plans();
-		become_owner_of(glintru_catalog_relid("attachments"), &rs);
+		glintru_become_owner_of(glintru_catalog_relid("attachments"), &rs);
 		SPI_execute_with_args("UPDATE glintru.attachments SET model_version = $2 WHERE id OPERATOR(pg_catalog.=) $1",
 							  2, types, args, NULL, false, 0);
 		SPI_execute_with_args("DELETE FROM glintru.user_state WHERE attachment_id OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, false, 0);
-		restore_role(&rs);
+		glintru_restore_role(&rs);
 		work_init(&w, pin.model);
 		b.t = &t;
 		b.w = &w;
@@ -1247,7 +1217,7 @@ glintru_detach(PG_FUNCTION_ARGS)
 	Attachment	a;
 	Oid			types[1] = {INT4OID};
 	Datum		args[1];
-	RoleSwitch	rs;
+	GlintruRoleSwitch	rs;
 	char	   *qualname;
 
 	if (!attachment_by_relid(relid, &a))
@@ -1259,10 +1229,10 @@ glintru_detach(PG_FUNCTION_ARGS)
 	SPI_connect();
 	drop_triggers(relid, qualname);
 	args[0] = Int32GetDatum(a.id);
-	become_owner_of(glintru_catalog_relid("attachments"), &rs);
+	glintru_become_owner_of(glintru_catalog_relid("attachments"), &rs);
 	SPI_execute_with_args("DELETE FROM glintru.attachments WHERE id OPERATOR(pg_catalog.=) $1",
 						  1, types, args, NULL, false, 0);
-	restore_role(&rs);
+	glintru_restore_role(&rs);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -1369,14 +1339,14 @@ glintru_verify_state(PG_FUNCTION_ARGS)
 		{
 			Oid			types[2] = {INT4OID, INT8OID};
 			Datum		args[2] = {Int32GetDatum(a.id), Int64GetDatum(only_user)};
-			RoleSwitch	rs;
+			GlintruRoleSwitch	rs;
 
-			become_owner_of(glintru_catalog_relid("user_state"), &rs);
+			glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
 			SPI_execute_with_args(have_user
 								  ? "SELECT user_id FROM glintru.user_state WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2"
 								  : "SELECT user_id FROM glintru.user_state WHERE attachment_id OPERATOR(pg_catalog.=) $1 ORDER BY user_id",
 								  have_user ? 2 : 1, types, args, NULL, true, 0);
-			restore_role(&rs);
+			glintru_restore_role(&rs);
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
 				bool		isnull;
