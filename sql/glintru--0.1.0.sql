@@ -158,3 +158,19 @@ LANGUAGE C STABLE;
 
 REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_detach(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_verify_state(regclass, bigint) FROM PUBLIC;
+
+-- A dropped interactions table takes its attachment (and, by cascade, its
+-- state) with it.
+CREATE FUNCTION glintru_forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM glintru.attachments a
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid);
+END
+$$;
+REVOKE EXECUTE ON FUNCTION glintru_forget_dropped_tables() FROM PUBLIC;
+CREATE EVENT TRIGGER glintru_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION glintru_forget_dropped_tables();

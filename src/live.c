@@ -632,7 +632,13 @@ rebuild_user(const Table *t, Work *w, int32 att_id, int64 user_id)
 /*
  * Apply one user's new events (sorted by order) to the state: pushes while
  * the window has room, one rebuild over the final window otherwise; a rebuild
- * from the table when an event is older than the user's latest.
+ * from the table when an event is not newer than the user's latest.
+ *
+ * "Not newer" includes a tie: one statement can insert rows and also update
+ * or delete rows (INSERT ... ON CONFLICT DO UPDATE, MERGE, a writable CTE),
+ * and its UPDATE/DELETE trigger may fire first and rebuild the user from a
+ * table that already holds the inserted rows; the newest of them then ties
+ * the stored latest and must not be pushed a second time.
  */
 static void
 apply_events(const Table *t, Work *w, int32 att_id, const Event *ev, int n_ev)
@@ -664,9 +670,9 @@ apply_events(const Table *t, Work *w, int32 att_id, const Event *ev, int n_ev)
 
 		state_lock(t, m, att_id, user_id, &ls);
 		if (ls.exists && (ls.state == NULL ||
-						  order_cmp(&t->order, ev[0].order, ev[0].order_null, ls.last_order, ls.last_null) < 0))
+						  order_cmp(&t->order, ev[0].order, ev[0].order_null, ls.last_order, ls.last_null) <= 0))
 		{
-			/* out of order (or unreadable state): recompute from the table */
+			/* out of order, a tie (or unreadable state): recompute from the table */
 			rebuild_user(t, w, att_id, user_id);
 			return;
 		}
@@ -1050,6 +1056,36 @@ drop_triggers(Oid relid, const char *qualname)
 	}
 }
 
+/*
+ * Rebuilding a user (an out-of-order or tied event, DELETE, UPDATE) reads the
+ * user's rows: without an index led by the user column that is a scan of
+ * the whole table inside the writing transaction.
+ */
+static void
+warn_without_user_index(Relation rel, AttrNumber user_att, AttrNumber order_att)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (idx->rd_index->indnatts > 0 && idx->rd_index->indkey.values[0] == user_att)
+			found = true;
+		index_close(idx, AccessShareLock);
+	}
+	if (!found)
+		ereport(NOTICE,
+				(errmsg("table \"%s\" has no index led by its user column",
+						RelationGetRelationName(rel)),
+				 errdetail("Rebuilding a user's state after a delete, an update or an out-of-order event then scans the whole table."),
+				 errhint("CREATE INDEX ON %s (%s, %s);", quote_identifier(RelationGetRelationName(rel)),
+						 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), user_att - 1)->attname)),
+						 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), order_att - 1)->attname)))));
+}
+
 PG_FUNCTION_INFO_V1(glintru_attach);
 Datum
 glintru_attach(PG_FUNCTION_ARGS)
@@ -1086,6 +1122,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 	/* block writers while the state is built from the table */
 	rel = table_open(relid, ShareRowExclusiveLock);
 	table_init(rel, &a, &t);
+	warn_without_user_index(rel, t.user_att, t.order_att);
 	table_close(rel, NoLock);
 
 	pin = glintru_model_acquire_entry(&e);
@@ -1204,7 +1241,8 @@ glintru_rebuild_attachments(int32 model_id)
 	{
 		Attachment *a = lfirst(lc);
 
-		if (a->model_id == model_id)
+		/* a dropped table's attachment stays until detached: nothing to rebuild */
+		if (a->model_id == model_id && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)))
 			rebuild_attachment(a, &e);
 	}
 }
@@ -1223,11 +1261,18 @@ glintru_detach(PG_FUNCTION_ARGS)
 	if (!attachment_by_relid(relid, &a))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table %s is not attached to a glintru model", get_rel_name(relid))));
-	check_owner(relid);
-	qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+				 errmsg("table %s is not attached to a glintru model",
+						get_rel_name(relid) ? get_rel_name(relid) : psprintf("with OID %u", relid))));
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	{
+		check_owner(relid);
+		qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+	}
+	else
+		qualname = NULL;		/* a dropped table: its triggers went with it */
 	SPI_connect();
-	drop_triggers(relid, qualname);
+	if (qualname)
+		drop_triggers(relid, qualname);
 	args[0] = Int32GetDatum(a.id);
 	glintru_become_owner_of(glintru_catalog_relid("attachments"), &rs);
 	SPI_execute_with_args("DELETE FROM glintru.attachments WHERE id OPERATOR(pg_catalog.=) $1",

@@ -56,6 +56,17 @@ nf=$(grep -cE '^not ok |\.\.\. FAILED' "$TMP/regress.log")
 passed=$((passed + np)); failed=$((failed + nf))
 if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
 
+echo "== shell-driven tests (concurrency)"
+for t in test/concurrency.sh; do
+  if [ -f "$t" ]; then
+    out=$(bash "$t" 2>&1); rc=$?
+    echo "$out" | grep -E '^(ok|FAILED)' | sed "s|^|  |"
+    n_ok=$(echo "$out" | grep -c '^ok'); n_bad=$(echo "$out" | grep -c '^FAILED')
+    passed=$((passed + n_ok)); failed=$((failed + n_bad))
+    [ "$rc" != 0 ] && [ "$n_bad" = 0 ] && bad "$t exited $rc" && echo "$out" | tail -20
+  fi
+done
+
 echo "== parity with ../shared/golden"
 if [ -d "$SHARED/golden" ]; then
   for fx in "$SHARED"/golden/*/; do
