@@ -1,0 +1,168 @@
+/*
+ * live_core.c — the numeric work of the live-state trigger and of
+ * glintru_recommend, outside the server (bench/live.sh prints it beside the
+ * in-database numbers, so the SQL/storage overhead is the difference).
+ *
+ *   live_core MODEL SECONDS
+ *
+ * Random known item rows (fixed seed).  Prints one "RESULT name us" line per
+ * measurement, microseconds per call, each the median of 5 batch means:
+ *   build200  glintru_state_build over a full window (L = 200): what a
+ *             window slide costs (the GRU restarts at the new window start)
+ *   build100  glintru_state_build of a 100-item history
+ *   push      glintru_state_push onto a 100-item window (short history)
+ *   uvec      glintru_state_user_vector of a full window (serving)
+ *   score     sgemv over the catalogue + top-10 (serving)
+ * and the pieces of build200:
+ *   gru_step  one glintru_gru_step (sgemv 3d x d + gates); build200 runs L-1
+ *   gru_gemv  its sgemv alone
+ *   elu       glintru_elu_l2_heads over L x d keys (expm1f)
+ *   gemm      one L x d x d glintru_linear (build200 runs 3 + conv 3d + GI 3d)
+ *
+ * Build (done by bench/live.sh):
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I<openblas-serial include> -Isrc bench/live_core.c \
+ *      src/model.c src/kernels.c src/forward.c src/safetensors.c -lopenblas -lm
+ */
+#include "forward.h"
+#include "kernels.h"
+#include "model.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCHES 5
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int
+dcmp(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : (x > y);
+}
+
+/* median of BATCHES batch means, microseconds per call */
+#define TIME_US(name, seconds, ...) \
+	do { \
+		double bm_[BATCHES]; \
+		__VA_ARGS__; \
+		for (int b_ = 0; b_ < BATCHES; b_++) { \
+			long it_ = 0; \
+			double t0_ = now(), t1_; \
+			do { __VA_ARGS__; it_++; t1_ = now(); } while (t1_ - t0_ < (seconds) / BATCHES); \
+			bm_[b_] = (t1_ - t0_) * 1e6 / it_; \
+		} \
+		qsort(bm_, BATCHES, sizeof(double), dcmp); \
+		printf("RESULT %s %.2f\n", name, bm_[BATCHES / 2]); \
+		fflush(stdout); \
+	} while (0)
+
+static volatile float sink;
+
+int
+main(int argc, char **argv)
+{
+	FILE	   *f;
+	long		n;
+	uint8_t    *buf;
+	char		err[512];
+	GlintruModel *m;
+	const GlintruConfig *c;
+	int			L,
+				d;
+	double		secs;
+	float	   *scratch,
+			   *u,
+			   *scores,
+			   *X,
+			   *K,
+			   *gh,
+			   *h,
+			   *ho;
+	GlintruState *a,
+			   *b;
+	int32_t    *rows;
+	uint8_t    *seen;
+	GlintruScored best[10];
+	unsigned	seed = 20250;
+
+	if (argc != 3)
+	{
+		fprintf(stderr, "usage: live_core MODEL SECONDS\n");
+		return 2;
+	}
+	secs = atof(argv[2]) / 10;	/* ten measurements */
+	if (!(f = fopen(argv[1], "rb")))
+	{
+		perror(argv[1]);
+		return 1;
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t) n);
+	if (fread(buf, 1, (size_t) n, f) != (size_t) n)
+		return 1;
+	fclose(f);
+	if (!(m = glintru_safetensors_load(buf, (size_t) n, err, sizeof err)))
+	{
+		fprintf(stderr, "%s: %s\n", argv[1], err);
+		return 1;
+	}
+	c = &m->config;
+	L = c->max_seq_len;
+	d = c->d;
+	scratch = malloc(sizeof(float) * glintru_forward_scratch_floats(c));
+	a = malloc(glintru_state_bytes(c, L));
+	b = malloc(glintru_state_bytes(c, L));
+	rows = malloc(sizeof(int32_t) * 2 * L);
+	u = malloc(sizeof(float) * d);
+	scores = malloc(sizeof(float) * c->n_rows);
+	seen = calloc(c->n_rows, 1);
+	X = malloc(sizeof(float) * L * d);
+	K = malloc(sizeof(float) * L * 3 * d);
+	gh = malloc(sizeof(float) * 3 * d);
+	h = malloc(sizeof(float) * d);
+	ho = malloc(sizeof(float) * d);
+	for (int i = 0; i < 2 * L; i++)
+		rows[i] = 1 + (int32_t) (rand_r(&seed) % (unsigned) (c->n_rows - 1));
+	for (int i = 0; i < L * d; i++)
+		X[i] = (float) ((int) (rand_r(&seed) % 4001) - 2000) / 1000.0f;
+	for (int i = 0; i < d; i++)
+		h[i] = X[i] / 2;
+	printf("INFO items %lld d %d heads %d L %d state_bytes(L) %zu\n", (long long) c->n_rows - 1, d,
+		   c->n_heads, L, glintru_state_bytes(c, L));
+
+	TIME_US("build200", secs, glintru_state_build(m, rows, L, a, scratch));
+	TIME_US("build100", secs, glintru_state_build(m, rows, 100, a, scratch));
+	glintru_state_build(m, rows, 100, a, scratch);
+	TIME_US("push", secs, glintru_state_push(m, a, rows[150], b, scratch));
+	glintru_state_build(m, rows, L, a, scratch);
+	TIME_US("uvec", secs, glintru_state_user_vector(m, a, u, scratch));
+	for (int i = 0; i < a->m; i++)
+		seen[glintru_state_rows(a)[i]] = 1;
+	TIME_US("score", secs,
+			glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), c->n_rows, d, u, scores);
+			glintru_top_k(scores, c->n_rows, seen, 10, best));
+	/* pieces of build200 */
+	TIME_US("gru_step", secs, glintru_gru_step(K, h, glintru_param(m, GT_GRU_W_HH), d, ho, gh));
+	TIME_US("gru_gemv", secs, glintru_linear(h, 1, d, glintru_param(m, GT_GRU_W_HH), NULL, 3 * d, gh));
+	TIME_US("elu", secs, memcpy(K, X, sizeof(float) * L * d); glintru_elu_l2_heads(K, L, d, c->n_heads));
+	TIME_US("gemm", secs,
+			glintru_linear(X, L, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, K));
+	sink = u[0] + ho[0] + K[0];
+	return 0;
+}
