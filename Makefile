@@ -5,9 +5,12 @@ MODULE_big = glintru
 DATA = $(wildcard sql/glintru--*.sql)
 
 # numeric core (no PostgreSQL headers) + PostgreSQL glue
-CORE_SRCS = src/model.c src/kernels.c src/forward.c src/safetensors.c
-GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c src/live.c
+CORE_SRCS = src/model.c src/kernels.c src/forward.c src/safetensors.c src/data.c src/metrics.c src/train.c
+GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c src/live.c src/train_sql.c
 OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
+
+# command-line tools, installed into PostgreSQL's bindir
+SCRIPTS_built = build/glintru-train build/glintru-eval
 
 REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --load-extension=glintru
@@ -37,6 +40,12 @@ unitcheck: build/test_forward
 	build/test_forward $(GOLDEN_DIRS)
 
 EXTRA_CLEAN = build
+
+# the numeric core is plain C11 (declarations where first used, as in llm.c);
+# PostgreSQL's C89-era -Wdeclaration-after-statement applies to the glue only
+$(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement
+
+include tools/Makefile.train
 
 # activations (GRU gates, ELU) are written as vector loops: let GCC vectorise
 # them at -O2 (dynamic cost model; no FP-trap semantics needed, results unchanged)

@@ -174,3 +174,35 @@ $$;
 REVOKE EXECUTE ON FUNCTION glintru_forget_dropped_tables() FROM PUBLIC;
 CREATE EVENT TRIGGER glintru_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION glintru_forget_dropped_tables();
+
+-- ---------------------------------------------------------------------------
+-- Training and evaluation inside the database.
+
+CREATE FUNCTION glintru_train(name text, interactions regclass,
+                              user_column name DEFAULT 'user_id',
+                              item_column name DEFAULT 'item_id',
+                              order_column name DEFAULT 'ts',
+                              options jsonb DEFAULT '{}')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'glintru_train_sql'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_evaluate(model text, interactions regclass,
+                                 user_column name DEFAULT 'user_id',
+                                 item_column name DEFAULT 'item_id',
+                                 order_column name DEFAULT 'ts',
+                                 protocol text DEFAULT 'full', k integer DEFAULT 10)
+RETURNS TABLE(metric text, value double precision)
+AS 'MODULE_PATHNAME', 'glintru_evaluate'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_training_progress(
+    OUT pid integer, OUT model text, OUT epoch integer, OUT epochs integer,
+    OUT loss double precision, OUT val_ndcg10 double precision,
+    OUT best_val_ndcg10 double precision, OUT elapsed_s double precision,
+    OUT eta_s double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'glintru_training_progress'
+LANGUAGE C VOLATILE;
+
+REVOKE EXECUTE ON FUNCTION glintru_train(text, regclass, name, name, name, jsonb) FROM PUBLIC;

@@ -245,9 +245,9 @@ check_model_name(const char *name)
 				 errdetail("Model names are at most %d bytes.", NAMEDATALEN - 1)));
 }
 
-/* Validate and store; shared by both loaders. */
-static int32
-load_model(const char *name, bytea *weights, bool replace)
+/* Validate and store; shared by both loaders and glintru_train(). */
+int32
+glintru_load_model_bytes(const char *name, bytea *weights, bool replace)
 {
 	GlintruModel *m;
 	Datum		args[8];
@@ -331,7 +331,7 @@ glintru_load_model(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bytea	   *weights = PG_GETARG_BYTEA_PP(1);
 
-	PG_RETURN_INT32(load_model(name, weights, PG_GETARG_BOOL(2)));
+	PG_RETURN_INT32(glintru_load_model_bytes(name, weights, PG_GETARG_BOOL(2)));
 }
 
 PG_FUNCTION_INFO_V1(glintru_load_model_file);
@@ -376,7 +376,7 @@ glintru_load_model_file(PG_FUNCTION_ARGS)
 				 errmsg("could not read file \"%s\": %m", path)));
 	FreeFile(f);
 	SET_VARSIZE(buf, VARHDRSZ + st.st_size);
-	PG_RETURN_INT32(load_model(name, buf, PG_GETARG_BOOL(2)));
+	PG_RETURN_INT32(glintru_load_model_bytes(name, buf, PG_GETARG_BOOL(2)));
 }
 
 static void

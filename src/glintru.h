@@ -30,6 +30,7 @@ extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
 extern bool glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry);
 extern Oid	glintru_catalog_relid(const char *relname);
 extern bytea *glintru_catalog_weights(int32 id, int64 version);
+extern int32 glintru_load_model_bytes(const char *name, bytea *weights, bool replace);
 extern GlintruModel *glintru_model_from_bytes(const uint8 *buf, size_t len,
 											  void *(*alloc) (size_t, void *), void *arg);
 
@@ -52,5 +53,9 @@ extern GlintruPin glintru_model_acquire_entry(const GlintruCatalogEntry *e);
 extern void glintru_model_release(GlintruPin *pin);
 extern bool glintru_model_cached(int32 id, int64 version);
 extern void glintru_memory_usage(int64 *budget, int64 *used, int *models);
+extern int	glintru_progress_begin(const char *model, int epochs);
+extern void glintru_progress_update(int slot, int epoch, int epochs, double loss, double val_ndcg10,
+									double best_val_ndcg10, double elapsed, double eta);
+extern void glintru_progress_end(int slot);
 
 #endif							/* GLINTRU_GLINTRU_H */

@@ -22,10 +22,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/dsa.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -48,6 +51,23 @@ typedef struct CacheSlot
 	void	   *local;			/* private mode */
 } CacheSlot;
 
+/* A training running in some backend (glintru_training_progress). */
+#define PROGRESS_SLOTS 16
+
+typedef struct TrainingProgress
+{
+	int			pid;			/* 0: free */
+	Oid			dboid;
+	char		model[NAMEDATALEN];
+	int			epoch;
+	int			epochs;
+	double		loss;
+	double		val_ndcg10;
+	double		best_val_ndcg10;
+	double		elapsed;
+	double		eta;
+} TrainingProgress;
+
 typedef struct ModelCache
 {
 	LWLock	   *lock;			/* slots, clock, used */
@@ -57,6 +77,7 @@ typedef struct ModelCache
 	Size		budget;
 	Size		used;
 	CacheSlot	slots[CACHE_SLOTS];
+	TrainingProgress progress[PROGRESS_SLOTS];
 } ModelCache;
 
 int			glintru_shared_memory_mb = 128;
@@ -246,13 +267,18 @@ release_all_pins(void)
 		}
 }
 
+static void release_my_progress(void);
+
 static void
 xact_callback(XactEvent event, void *arg)
 {
 	(void) arg;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
 		release_all_pins();
+		release_my_progress();
+	}
 }
 
 static void
@@ -261,6 +287,18 @@ exit_callback(int code, Datum arg)
 	(void) code;
 	(void) arg;
 	release_all_pins();
+	release_my_progress();
+}
+
+static void
+register_callbacks(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(xact_callback, NULL);
+		before_shmem_exit(exit_callback, (Datum) 0);
+		callbacks_registered = true;
+	}
 }
 
 static GlintruPin
@@ -385,12 +423,7 @@ glintru_model_acquire_entry(const GlintruCatalogEntry *entry)
 	int			i;
 	GlintruPin	pin;
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(xact_callback, NULL);
-		before_shmem_exit(exit_callback, (Datum) 0);
-		callbacks_registered = true;
-	}
+	register_callbacks();
 	c = cache();
 
 	lock(c);
@@ -500,4 +533,119 @@ glintru_memory_usage(int64 *budget, int64 *used, int *models)
 		if (c->slots[i].id != 0 && c->slots[i].ready)
 			(*models)++;
 	unlock(c);
+}
+
+/* ---- training progress, visible to every session ---- */
+
+static void
+release_my_progress(void)
+{
+	ModelCache *c = shared_mode ? shared_cache : &private_cache;
+
+	if (c == NULL)
+		return;
+	lock(c);
+	for (int i = 0; i < PROGRESS_SLOTS; i++)
+		if (c->progress[i].pid == MyProcPid)
+			c->progress[i].pid = 0;
+	unlock(c);
+}
+
+int
+glintru_progress_begin(const char *model, int epochs)
+{
+	ModelCache *c = cache();
+	int			slot = -1;
+
+	register_callbacks();
+	lock(c);
+	for (int i = 0; i < PROGRESS_SLOTS && slot < 0; i++)
+		if (c->progress[i].pid == 0)
+			slot = i;
+	if (slot >= 0)
+	{
+		TrainingProgress *p = &c->progress[slot];
+
+		memset(p, 0, sizeof(*p));
+		p->pid = MyProcPid;
+		p->dboid = MyDatabaseId;
+		strlcpy(p->model, model, sizeof(p->model));
+		p->epochs = epochs;
+	}
+	unlock(c);
+	return slot;				/* -1: too many trainings to show; training goes on */
+}
+
+void
+glintru_progress_update(int slot, int epoch, int epochs, double loss, double val_ndcg10,
+						double best_val_ndcg10, double elapsed, double eta)
+{
+	ModelCache *c = cache();
+	TrainingProgress *p;
+
+	if (slot < 0)
+		return;
+	lock(c);
+	p = &c->progress[slot];
+	if (p->pid == MyProcPid)
+	{
+		p->epoch = epoch;
+		p->epochs = epochs;
+		p->loss = loss;
+		p->val_ndcg10 = val_ndcg10;
+		p->best_val_ndcg10 = best_val_ndcg10;
+		p->elapsed = elapsed;
+		p->eta = eta;
+	}
+	unlock(c);
+}
+
+void
+glintru_progress_end(int slot)
+{
+	ModelCache *c = cache();
+
+	if (slot < 0)
+		return;
+	lock(c);
+	if (c->progress[slot].pid == MyProcPid)
+		c->progress[slot].pid = 0;
+	unlock(c);
+}
+
+PG_FUNCTION_INFO_V1(glintru_training_progress);
+Datum
+glintru_training_progress(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ModelCache *c = cache();
+	TrainingProgress snap[PROGRESS_SLOTS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	lock(c);
+	memcpy(snap, c->progress, sizeof(snap));
+	unlock(c);
+	for (int i = 0; i < PROGRESS_SLOTS; i++)
+	{
+		TrainingProgress *p = &snap[i];
+		Datum		values[9];
+		bool		nulls[9] = {0};
+
+		if (p->pid == 0 || p->dboid != MyDatabaseId)
+			continue;
+		values[0] = Int32GetDatum(p->pid);
+		values[1] = CStringGetTextDatum(p->model);
+		values[2] = Int32GetDatum(p->epoch);
+		values[3] = Int32GetDatum(p->epochs);
+		values[4] = Float8GetDatum(p->loss);
+		values[5] = Float8GetDatum(p->val_ndcg10);
+		values[6] = Float8GetDatum(p->best_val_ndcg10);
+		values[7] = Float8GetDatum(p->elapsed);
+		values[8] = Float8GetDatum(p->eta);
+		/* before the first epoch ends there is nothing to show but the start */
+		for (int k = 4; k < 9; k++)
+			nulls[k] = p->epoch == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

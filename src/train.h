@@ -1,0 +1,205 @@
+/*
+ * train.h — the GLINT-RU training engine (numeric core, no PostgreSQL
+ * headers): forward and backward of every layer over all prefixes of a
+ * sequence window at once (SPEC §1 "All prefixes of a sequence at once"),
+ * cross-entropy over all item rows, Adam, and the epoch loop with
+ * validation NDCG@10 and early stopping.
+ *
+ * Parameters, gradients and Adam moments are three blocks laid out by the
+ * same GlintruLayout as the model file (src/model.h).  The element type is
+ * GlintruReal: float normally, double when the engine is compiled with
+ * -DGLINTRU_TRAIN_DOUBLE (the gradient-check build), so one source serves
+ * both a fast trainer and an exact finite-difference test.
+ */
+#ifndef GLINTRU_TRAIN_H
+#define GLINTRU_TRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "data.h"
+#include "metrics.h"
+
+#ifdef GLINTRU_TRAIN_DOUBLE
+typedef double GlintruReal;
+#else
+typedef float GlintruReal;
+#endif
+
+/* A network being trained: hyper-parameters plus its parameter block. */
+typedef struct GlintruNet
+{
+	GlintruLayout layout;
+	int32_t		d;
+	int32_t		n_heads;
+	int32_t		max_seq_len;
+	double		ln_eps;
+	GlintruReal *params;		/* layout.n_params */
+} GlintruNet;
+
+/*
+ * One window of a sequence (rows of the item table, oldest first).  Position
+ * p (0-based, window-relative) stands for the prefix items[0..p]; positions
+ * p_lo .. len-1 are evaluated ("head" positions).  targets, when not NULL,
+ * gives the row to predict at each head position (targets[p - p_lo]).
+ * uid keys the dropout masks so that they do not depend on batching or
+ * threads.
+ */
+typedef struct GlintruChunk
+{
+	const int32_t *items;
+	int32_t		len;			/* 1 .. max_seq_len */
+	int32_t		p_lo;			/* 0 .. len-1 */
+	const int32_t *targets;
+	uint64_t	uid;
+} GlintruChunk;
+
+/* Dropout probabilities as in the published model; active=false: eval. */
+typedef struct GlintruDropout
+{
+	bool		active;
+	double		p_emb;			/* embeddings (published 0.2) */
+	double		p_att;			/* attention output (published 0.2) */
+	double		p_inner;		/* selective gate, mix, MLP (published 0.3) */
+	uint64_t	seed;			/* mixed with chunk uid and position */
+} GlintruDropout;
+
+/* Reusable scratch memory of one thread (opaque). */
+typedef struct GlintruWork GlintruWork;
+
+GlintruWork *glintru_work_new(void);
+void		glintru_work_free(GlintruWork *w);
+
+/* Allocate a net with zeroed parameters; NULL on allocation failure. */
+GlintruNet *glintru_net_new(int64_t n_rows, int32_t d, int32_t n_heads,
+							int32_t max_seq_len, double ln_eps);
+void		glintru_net_free(GlintruNet *net);
+
+/* Published initialisation (xavier for linears, GRU, embedding; PyTorch default for convs). */
+void		glintru_net_init(GlintruNet *net, uint64_t seed);
+
+/*
+ * Forward (and, if grad != NULL, backward) over a set of chunks.  Returns
+ * the summed cross-entropy of all targets; adds loss_scale * d(sum)/dθ to
+ * grad.  pad_input_grad=false reproduces the published padding_idx=0: the
+ * embedding row 0 gets no gradient through its use as padding input (it
+ * still learns as output class 0).  Returns NaN on allocation failure.
+ */
+double		glintru_net_loss_grad(const GlintruNet *net, const GlintruChunk *chunks,
+								  int n_chunks, const GlintruDropout *drop,
+								  double loss_scale, GlintruReal *grad,
+								  bool pad_input_grad, GlintruWork *w);
+
+/*
+ * User vectors (eval mode) of each chunk's last position into
+ * out[n_chunks * d].  Returns false on allocation failure.
+ */
+bool		glintru_net_user_vectors(const GlintruNet *net, const GlintruChunk *chunks,
+									 int n_chunks, GlintruReal *out, GlintruWork *w);
+
+/* All head-position user vectors (eval mode), rows in chunk order. */
+bool		glintru_net_head_vectors(const GlintruNet *net, const GlintruChunk *chunks,
+									 int n_chunks, const GlintruDropout *drop,
+									 GlintruReal *out, GlintruWork *w);
+
+/* Adam (PyTorch defaults besides lr), step t counts from 1. */
+void		glintru_adam_step(GlintruReal *param, const GlintruReal *grad,
+							  GlintruReal *m, GlintruReal *v, uint64_t n,
+							  double lr, double beta1, double beta2, double eps, int64_t t);
+
+/*
+ * The training samples of one history (rows, oldest first) as windows:
+ * targets j <= L use the exact window [0, j); beyond, a chunk starting at
+ * a = k*s (s = max(1, L/2)) serves targets j in (a + L - s, a + L] with
+ * window [a, j) (SPEC §4).  Writes up to max_out chunks and returns how
+ * many the history needs.
+ */
+int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len,
+								   uint64_t uid_base, GlintruChunk *out, int max_out);
+
+/* Options of the training loop. */
+typedef struct GlintruTrainOptions
+{
+	int32_t		d;
+	int32_t		n_heads;
+	int32_t		max_seq_len;
+	double		ln_eps;
+	int			epochs;
+	int			batch_size;		/* chunks (sequence windows) per Adam step */
+	double		lr;
+	double		p_emb;
+	double		p_att;
+	double		p_inner;
+	int			patience;
+	uint64_t	seed;
+	int			n_threads;		/* workers; > 1 forks processes (see glintru_net_evaluate) */
+	bool		quiet;
+	/* asked between batches; true stops training with the error "cancelled" */
+	bool		(*should_stop) (void *arg);
+	void	   *stop_arg;
+} GlintruTrainOptions;
+
+void		glintru_train_defaults(GlintruTrainOptions *o);
+
+/* What the loop reports after each epoch. */
+typedef struct GlintruEpochReport
+{
+	int			epoch;			/* 1-based */
+	int			epochs;
+	double		loss;			/* mean cross-entropy per target */
+	double		val_ndcg10;
+	double		best_val_ndcg10;
+	int			best_epoch;
+	double		epoch_seconds;
+	double		elapsed_seconds;
+	double		eta_seconds;
+	bool		stopped;		/* early stopping triggered */
+	const GlintruNet *best;		/* best net so far, valid during the callback */
+} GlintruEpochReport;
+
+typedef void (*GlintruProgressFn) (const GlintruEpochReport *r, void *arg);
+
+/*
+ * Train on a split dataset (data.h) and return the best-validation net
+ * (caller frees), or NULL with a message in err.  Each batch of windows is
+ * cut into n_threads parts of about equal rows; parts 1.. run in forked
+ * worker processes that share parameters and gradient blocks through an
+ * anonymous shared mapping; gradients are summed in part order, so a seed
+ * gives the same model for a given n_threads.
+ */
+GlintruNet *glintru_train(const GlintruSplit *split, const GlintruTrainOptions *opt,
+						  GlintruProgressFn progress, void *progress_arg,
+						  char *err, size_t errlen);
+
+/*
+ * Build a model (malloc'ed, float parameters, item ids and popularity from
+ * the split's vocabulary) ready for glintru_safetensors_write.
+ */
+GlintruModel *glintru_net_to_model(const GlintruNet *net, const GlintruSplit *split,
+								   char *err, size_t errlen);
+
+/* A net holding a model's parameters (for evaluation of a file). */
+GlintruNet *glintru_net_from_model(const GlintruModel *m);
+
+/*
+ * Score histories against all items: out[i * n_rows + j] = u_i · E[j]
+ * (eval mode, window = last L items).  Returns false on allocation failure.
+ */
+bool		glintru_net_score(const GlintruNet *net, const int32_t *const *hists,
+							  const int32_t *lens, int n, float *out, GlintruWork *w);
+
+/*
+ * Quality of a net on a split: each user's validation item (history: the
+ * training items) or test item (history: training + validation items),
+ * window = the last max_seq_len items of that history.  n_threads > 1 forks
+ * n_threads-1 worker processes (Debian's serial OpenBLAS is not safe to
+ * call from two threads at once); inside a PostgreSQL backend pass 1.
+ * Returns false on allocation failure.
+ */
+bool		glintru_net_evaluate(const GlintruNet *net, const GlintruSplit *split,
+								 GlintruProtocol protocol, bool test, int k, uint64_t seed,
+								 int n_threads, GlintruMetrics *out);
+
+#endif							/* GLINTRU_TRAIN_H */

@@ -1,0 +1,431 @@
+/*
+ * train_sql.c — training and evaluation from SQL: glintru_train() reads an
+ * interactions table under the statement's snapshot, trains with the C
+ * engine (train.c) in this backend, and stores the best model in the
+ * catalogue; glintru_evaluate() measures a model on a table (SPEC §4) beside
+ * the popularity baseline; glintru_training_progress() shows the epochs of
+ * trainings running in any session.
+ *
+ * The engine allocates with malloc, so it is never left by longjmp: a
+ * cancel request (pg_cancel_backend, statement_timeout) makes it return
+ * between two batches, everything is freed, and only then is the interrupt
+ * serviced.  Nothing is stored unless training finished.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "data.h"
+#include "glintru.h"
+#include "metrics.h"
+#include "safetensors.h"
+#include "train.h"
+
+/* Interactions of a table as (user, item, order rank) triples, in order. */
+typedef struct Triples
+{
+	int64	   *users;
+	int64	   *items;
+	int64	   *order;
+	int64		n;
+} Triples;
+
+static void
+check_integer_column(Oid relid, const char *col, const char *role)
+{
+	AttrNumber	att = get_attnum(relid, col);
+	Oid			t;
+
+	if (att == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", col, get_rel_name(relid)),
+				 errhint("Name the %s column with %s_column => 'column'.", role, role)));
+	t = get_atttype(relid, att);
+	if (t != INT2OID && t != INT4OID && t != INT8OID && strcmp(role, "order") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s column \"%s\" is of type %s, expected an integer type", role, col, format_type_be(t))));
+}
+
+/*
+ * Read the table's (user, item) pairs ordered by user, order column and
+ * physical position (the caller's privileges apply: it must be able to
+ * SELECT the table).
+ */
+static Triples
+read_table(Oid relid, const char *ucol, const char *icol, const char *ocol)
+{
+	Triples		tr = {0};
+	char	   *qual = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+	char	   *q;
+	Portal		portal;
+	int64		cap = 1 << 16;
+
+	check_integer_column(relid, ucol, "user");
+	check_integer_column(relid, icol, "item");
+	check_integer_column(relid, ocol, "order");
+	q = psprintf("SELECT %s::pg_catalog.int8, %s::pg_catalog.int8 FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL "
+				 "ORDER BY 1, %s, ctid",
+				 quote_identifier(ucol), quote_identifier(icol), qual,
+				 quote_identifier(ucol), quote_identifier(icol), quote_identifier(ocol));
+	tr.users = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
+	tr.items = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL, q, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		MemoryContext old;
+
+		SPI_cursor_fetch(portal, true, 50000);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(tr.users));
+		if (tr.n + (int64) SPI_processed > cap)
+		{
+			while (tr.n + (int64) SPI_processed > cap)
+				cap *= 2;
+			tr.users = repalloc_huge(tr.users, sizeof(int64) * cap);
+			tr.items = repalloc_huge(tr.items, sizeof(int64) * cap);
+		}
+		MemoryContextSwitchTo(old);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			tr.users[tr.n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			tr.items[tr.n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			tr.n++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	/* rows arrive in order: their position is the order key */
+	tr.order = palloc_extended(sizeof(int64) * (tr.n > 0 ? tr.n : 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < tr.n; i++)
+		tr.order[i] = i;
+	return tr;
+}
+
+/* Interactions (malloc'ed by the core) of a table; errors are ereported. */
+static void
+table_interactions(Oid relid, const char *ucol, const char *icol, const char *ocol,
+				   GlintruInteractions *x)
+{
+	Triples		tr = read_table(relid, ucol, icol, ocol);
+	char		err[256];
+
+	if (tr.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("table \"%s\" has no interactions with a user and an item", get_rel_name(relid))));
+	if (!glintru_interactions_from_triples(tr.users, tr.items, tr.order, tr.n, x, err, sizeof(err)))
+		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
+	pfree(tr.users);
+	pfree(tr.items);
+	pfree(tr.order);
+}
+
+/* ---- options ---- */
+
+typedef struct TrainSqlOptions
+{
+	GlintruTrainOptions train;
+	int64		min_item_count;
+	bool		replace;
+} TrainSqlOptions;
+
+static double
+option_number(JsonbValue *v, const char *key)
+{
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a number", key)));
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+static int
+option_int(JsonbValue *v, const char *key, int lo, int hi)
+{
+	double		x = option_number(v, key);
+
+	if (x != (double) (int64) x || x < lo || x > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be an integer from %d to %d", key, lo, hi)));
+	return (int) x;
+}
+
+static void
+parse_options(Jsonb *jb, TrainSqlOptions *o)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char		key[64] = "";
+
+	glintru_train_defaults(&o->train);
+	o->train.n_threads = 1;		/* a backend never forks */
+	o->train.quiet = true;
+	o->min_item_count = 0;
+	o->replace = false;
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			snprintf(key, sizeof(key), "%.*s", v.val.string.len, v.val.string.val);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (strcmp(key, "d") == 0)
+			o->train.d = option_int(&v, key, 2, 512);
+		else if (strcmp(key, "heads") == 0)
+			o->train.n_heads = option_int(&v, key, 1, 512);
+		else if (strcmp(key, "max_seq_len") == 0)
+			o->train.max_seq_len = option_int(&v, key, 1, 4096);
+		else if (strcmp(key, "epochs") == 0)
+			o->train.epochs = option_int(&v, key, 1, 100000);
+		else if (strcmp(key, "batch_size") == 0)
+			o->train.batch_size = option_int(&v, key, 1, 1 << 20);
+		else if (strcmp(key, "patience") == 0)
+			o->train.patience = option_int(&v, key, 0, 100000);
+		else if (strcmp(key, "seed") == 0)
+			o->train.seed = (uint64_t) option_int(&v, key, 0, INT_MAX);
+		else if (strcmp(key, "min_item_count") == 0)
+			o->min_item_count = option_int(&v, key, 0, INT_MAX);
+		else if (strcmp(key, "lr") == 0)
+		{
+			o->train.lr = option_number(&v, key);
+			if (!(o->train.lr > 0 && o->train.lr < 1))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"lr\" must be between 0 and 1")));
+		}
+		else if (strcmp(key, "dropout") == 0)
+		{
+			double		p = option_number(&v, key);
+
+			if (!(p >= 0 && p < 1))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"dropout\" must be at least 0 and below 1")));
+			/* one knob scales the published 0.2 / 0.2 / 0.3 */
+			o->train.p_emb = p;
+			o->train.p_att = p;
+			o->train.p_inner = Min(0.99, p * 1.5);
+		}
+		else if (strcmp(key, "replace") == 0)
+		{
+			if (v.type != jbvBool)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"replace\" must be true or false")));
+			o->replace = v.val.boolean;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", key),
+					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace.")));
+	}
+	if (o->train.d % o->train.n_heads != 0 || o->train.d % 2 != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("d = %d must be even and divisible by heads = %d", o->train.d, o->train.n_heads)));
+}
+
+/* ---- training ---- */
+
+typedef struct Progress
+{
+	int			slot;
+	char		name[NAMEDATALEN];
+} Progress;
+
+static void
+on_epoch(const GlintruEpochReport *r, void *arg)
+{
+	Progress   *p = arg;
+
+	glintru_progress_update(p->slot, r->epoch, r->epochs, r->loss, r->val_ndcg10,
+							r->best_val_ndcg10, r->elapsed_seconds, r->eta_seconds);
+	ereport(NOTICE,
+			(errmsg("epoch %d/%d: loss %.4f, validation NDCG@10 %.4f (best %.4f at epoch %d), %.1f s",
+					r->epoch, r->epochs, r->loss, r->val_ndcg10, r->best_val_ndcg10, r->best_epoch,
+					r->epoch_seconds)));
+}
+
+/* a cancel or termination request is pending (serviced after the engine returns) */
+static bool
+cancel_requested(void *arg)
+{
+	(void) arg;
+	return QueryCancelPending || ProcDiePending;
+}
+
+PG_FUNCTION_INFO_V1(glintru_train_sql);
+Datum
+glintru_train_sql(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			relid = PG_GETARG_OID(1);
+	char	   *ucol = NameStr(*PG_GETARG_NAME(2));
+	char	   *icol = NameStr(*PG_GETARG_NAME(3));
+	char	   *ocol = NameStr(*PG_GETARG_NAME(4));
+	TrainSqlOptions o;
+	GlintruInteractions x = {0};
+	GlintruSplit split = {0};
+	GlintruNet *net = NULL;
+	GlintruModel *m = NULL;
+	uint8_t    *file = NULL;
+	size_t		file_len = 0;
+	char		err[512] = "";
+	Progress	prog;
+	bytea	   *weights;
+	int32		id;
+	GlintruCatalogEntry existing;
+
+	parse_options(PG_GETARG_JSONB_P(5), &o);
+	if (glintru_catalog_find(name, &existing) && !o.replace)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("model \"%s\" already exists", name),
+				 errhint("Pass options => '{\"replace\": true}' to replace it.")));
+	table_interactions(relid, ucol, icol, ocol, &x);
+	if (o.min_item_count > 1)
+		glintru_filter_items(&x, o.min_item_count);
+	if (!glintru_split_build(&x, &split, err, sizeof(err)))
+	{
+		glintru_interactions_free(&x);
+		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
+	}
+	glintru_interactions_free(&x);
+
+	o.train.should_stop = cancel_requested;
+	o.train.stop_arg = NULL;
+	strlcpy(prog.name, name, sizeof(prog.name));
+	prog.slot = glintru_progress_begin(name, o.train.epochs);
+	PG_TRY();
+	{
+		net = glintru_train(&split, &o.train, on_epoch, &prog, err, sizeof(err));
+		if (net)
+		{
+			m = glintru_net_to_model(net, &split, err, sizeof(err));
+			if (m)
+				file = glintru_safetensors_write(m, &file_len);
+		}
+	}
+	PG_FINALLY();
+	{
+		glintru_progress_end(prog.slot);
+	}
+	PG_END_TRY();
+	if (net)
+		glintru_net_free(net);
+	free(m);
+	glintru_split_free(&split);
+	/* a cancel stops the engine between batches; now honour it */
+	CHECK_FOR_INTERRUPTS();
+	if (file == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("training failed: %s", err[0] ? err : "out of memory")));
+	weights = palloc_extended(VARHDRSZ + file_len, MCXT_ALLOC_HUGE);
+	SET_VARSIZE(weights, VARHDRSZ + file_len);
+	memcpy(VARDATA(weights), file, file_len);
+	free(file);
+	id = glintru_load_model_bytes(name, weights, o.replace);
+	PG_RETURN_INT32(id);
+}
+
+/* ---- evaluation ---- */
+
+static void
+put_metric(ReturnSetInfo *rsinfo, const char *metric, double value)
+{
+	Datum		values[2] = {CStringGetTextDatum(metric), Float8GetDatum(value)};
+	bool		nulls[2] = {false, false};
+
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(glintru_evaluate);
+Datum
+glintru_evaluate(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			relid = PG_GETARG_OID(1);
+	char	   *ucol = NameStr(*PG_GETARG_NAME(2));
+	char	   *icol = NameStr(*PG_GETARG_NAME(3));
+	char	   *ocol = NameStr(*PG_GETARG_NAME(4));
+	char	   *protocol_name = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	int32		k = PG_GETARG_INT32(6);
+	GlintruProtocol protocol;
+	GlintruPin	pin;
+
+	if (!glintru_protocol_parse(protocol_name, &protocol))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown protocol \"%s\"", protocol_name),
+				 errhint("Protocols are full, pop100 and uni100.")));
+	if (k < 1 || k > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must be from 1 to 1000, not %d", k)));
+	InitMaterializedSRF(fcinfo, 0);
+	pin = glintru_model_acquire(name);
+	PG_TRY();
+	{
+		GlintruInteractions x = {0};
+		GlintruSplit split = {0};
+		GlintruNet *net;
+		GlintruMetrics mm,
+					pop;
+		char		err[256];
+		bool		ok;
+
+		table_interactions(relid, ucol, icol, ocol, &x);
+		ok = glintru_split_for_model(&x, pin.model, &split, err, sizeof(err));
+		glintru_interactions_free(&x);
+		if (!ok)
+			ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
+		net = glintru_net_from_model(pin.model);
+		ok = net && glintru_net_evaluate(net, &split, protocol, true, k, 0, 1, &mm);
+		if (net)
+			glintru_net_free(net);
+		glintru_popularity_metrics(&split, protocol, true, k, 0, &pop);
+		glintru_split_free(&split);
+		if (!ok)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory evaluating model \"%s\"", name)));
+		put_metric(rsinfo, psprintf("HR@%d", k), mm.hr);
+		put_metric(rsinfo, psprintf("NDCG@%d", k), mm.ndcg);
+		put_metric(rsinfo, psprintf("MRR@%d", k), mm.mrr);
+		put_metric(rsinfo, psprintf("popularity HR@%d", k), pop.hr);
+		put_metric(rsinfo, psprintf("popularity NDCG@%d", k), pop.ndcg);
+		put_metric(rsinfo, psprintf("popularity MRR@%d", k), pop.mrr);
+		put_metric(rsinfo, "users", (double) mm.n);
+	}
+	PG_FINALLY();
+	{
+		glintru_model_release(&pin);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
+}

@@ -1,0 +1,230 @@
+/*
+ * glintru-train — train a GLINT-RU model on an interaction file with the C
+ * engine (src/train.c) and write it as safetensors.
+ *
+ *   glintru-train --data FILE --out MODEL.safetensors [options]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "train.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"usage: glintru-train --data FILE --out MODEL.safetensors [options]\n"
+			"  --data FILE          TSV with header user_id, item_id, seq (or ts); .xz read via xz -dc\n"
+			"  --out FILE           model file to write (safetensors)\n"
+			"  --d N                hidden size (default 64)\n"
+			"  --heads N            attention heads (default 4)\n"
+			"  --max-seq-len N      window length L (default 200)\n"
+			"  --epochs N           maximum epochs (default 200)\n"
+			"  --batch-size N       sequence windows per Adam step (default 32)\n"
+			"  --lr X               Adam learning rate (default 0.001)\n"
+			"  --dropout X          embedding and attention-output dropout (default 0.2)\n"
+			"  --inner-dropout X    gate, mix and MLP dropout (default 0.3)\n"
+			"  --patience N         early stopping patience in epochs (default 10, 0 = off)\n"
+			"  --seed N             random seed (default 42)\n"
+			"  --min-item-count N   drop items with fewer interactions (default 0 = keep all)\n"
+			"  --threads N          worker threads (default 2)\n"
+			"  --quiet              no progress lines\n");
+}
+
+typedef struct Ctx
+{
+	const GlintruSplit *split;
+	const char *out;
+	bool		quiet;
+} Ctx;
+
+static bool save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, size_t *len);
+
+static void
+progress(const GlintruEpochReport *r, void *arg)
+{
+	Ctx		   *ctx = arg;
+
+	/* checkpoint every improvement: an interrupted run keeps its best model */
+	if (r->best_epoch == r->epoch)
+	{
+		size_t		len;
+
+		if (!save_model(r->best, ctx->split, ctx->out, &len))
+			fprintf(stderr, "glintru-train: warning: checkpoint to \"%s\" failed\n", ctx->out);
+	}
+	if (ctx->quiet)
+		return;
+	fprintf(stderr,
+			"epoch %3d/%d  loss %.4f  val NDCG@10 %.4f (best %.4f @%d)  %.1f s/epoch  elapsed %.0f s  ETA %.0f s%s\n",
+			r->epoch, r->epochs, r->loss, r->val_ndcg10, r->best_val_ndcg10, r->best_epoch,
+			r->epoch_seconds, r->elapsed_seconds, r->eta_seconds,
+			r->stopped ? "  (early stop)" : "");
+}
+
+static bool
+save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, size_t *len)
+{
+	char		err[512];
+	GlintruModel *m = glintru_net_to_model(net, split, err, sizeof err);
+	uint8_t    *buf;
+	FILE	   *f;
+	bool		ok;
+	char		tmp[4096];
+
+	if (!m)
+	{
+		fprintf(stderr, "glintru-train: %s\n", err);
+		return false;
+	}
+	buf = glintru_safetensors_write(m, len);
+	free(m);
+	if (!buf)
+		return false;
+	/* write then rename: readers never see a half-written model */
+	snprintf(tmp, sizeof tmp, "%s.tmp", out);
+	f = fopen(tmp, "wb");
+	ok = f && fwrite(buf, 1, *len, f) == *len;
+	if (f && fclose(f) != 0)
+		ok = false;
+	ok = ok && rename(tmp, out) == 0;
+	free(buf);
+	return ok;
+}
+
+static bool
+num_arg(const char *name, const char *v, double lo, double hi, double *out)
+{
+	char	   *end;
+	double		x;
+
+	if (!v)
+	{
+		fprintf(stderr, "glintru-train: %s needs a value\n", name);
+		return false;
+	}
+	x = strtod(v, &end);
+	if (*v == '\0' || *end != '\0' || x < lo || x > hi)
+	{
+		fprintf(stderr, "glintru-train: bad value for %s: \"%s\"\n", name, v);
+		return false;
+	}
+	*out = x;
+	return true;
+}
+
+int
+main(int argc, char **argv)
+{
+	GlintruTrainOptions o;
+	const char *data = NULL,
+			   *out = NULL;
+	double		min_count = 0;
+	char		err[512];
+
+	glintru_train_defaults(&o);
+	for (int i = 1; i < argc; i++)
+	{
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		double		x;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+		{
+			usage(stdout);
+			return 0;
+		}
+		else if (strcmp(a, "--quiet") == 0)
+		{
+			o.quiet = true;
+			continue;
+		}
+		else if (strcmp(a, "--data") == 0 && v)
+			data = v;
+		else if (strcmp(a, "--out") == 0 && v)
+			out = v;
+#define NUM(flag, lo, hi, dst) \
+		else if (strcmp(a, flag) == 0) { if (!num_arg(flag, v, lo, hi, &x)) return 2; dst = x; }
+		NUM("--d", 2, 512, o.d)
+		NUM("--heads", 1, 512, o.n_heads)
+		NUM("--max-seq-len", 1, 100000, o.max_seq_len)
+		NUM("--epochs", 1, 1e6, o.epochs)
+		NUM("--batch-size", 1, 1e6, o.batch_size)
+		NUM("--lr", 1e-12, 10, o.lr)
+		NUM("--dropout", 0, 0.95, o.p_emb)
+		NUM("--inner-dropout", 0, 0.95, o.p_inner)
+		NUM("--patience", 0, 1e6, o.patience)
+		NUM("--seed", 0, 1.8e19, o.seed)
+		NUM("--min-item-count", 0, 1e12, min_count)
+		NUM("--threads", 1, 16, o.n_threads)
+#undef NUM
+		else
+		{
+			fprintf(stderr, "glintru-train: unknown or incomplete option \"%s\"\n", a);
+			usage(stderr);
+			return 2;
+		}
+		i++;
+	}
+	o.p_att = o.p_emb;			/* published: the same 0.2 for both */
+	if (!data || !out)
+	{
+		usage(stderr);
+		return 2;
+	}
+	if (o.d % 2 != 0 || o.d % o.n_heads != 0)
+	{
+		fprintf(stderr, "glintru-train: --d (%d) must be even and divisible by --heads (%d)\n", o.d, o.n_heads);
+		return 2;
+	}
+
+	GlintruInteractions x;
+	GlintruSplit split;
+
+	if (!glintru_read_interactions(data, &x, err, sizeof err))
+	{
+		fprintf(stderr, "glintru-train: %s\n", err);
+		return 1;
+	}
+	int64_t		n_all = x.off[x.n_users];
+	int64_t		dropped = glintru_filter_items(&x, (int64_t) min_count);
+
+	if (!glintru_split_build(&x, &split, err, sizeof err))
+	{
+		fprintf(stderr, "glintru-train: %s\n", err);
+		return 1;
+	}
+	glintru_interactions_free(&x);
+	if (!o.quiet)
+		fprintf(stderr, "data: %lld interactions (%lld dropped by --min-item-count %.0f), %lld users (%lld with < 3 dropped), %lld items\n",
+				(long long) n_all, (long long) dropped, min_count, (long long) split.n_users,
+				(long long) split.n_dropped_users, (long long) split.n_rows - 1);
+
+	Ctx			ctx = {&split, out, o.quiet};
+	GlintruNet *net = glintru_train(&split, &o, progress, &ctx, err, sizeof err);
+	size_t		len;
+
+	if (!net)
+	{
+		fprintf(stderr, "glintru-train: %s\n", err);
+		return 1;
+	}
+	if (!save_model(net, &split, out, &len))
+	{
+		fprintf(stderr, "glintru-train: cannot write \"%s\"\n", out);
+		return 1;
+	}
+	if (!o.quiet)
+	{
+		GlintruMetrics t;
+
+		if (glintru_net_evaluate(net, &split, GLINTRU_PROTOCOL_FULL, true, 10, o.seed, o.n_threads, &t))
+			fprintf(stderr, "wrote %s (%zu bytes); test full ranking: HR@10 %.4f NDCG@10 %.4f MRR@10 %.4f\n",
+					out, len, t.hr, t.ndcg, t.mrr);
+	}
+	glintru_net_free(net);
+	glintru_split_free(&split);
+	return 0;
+}
