@@ -41,6 +41,9 @@ unitcheck: build/test_forward
 
 EXTRA_CLEAN = build
 
+# PGXS tracks no header dependencies: every object depends on every header
+$(OBJS): $(wildcard src/*.h)
+
 # the numeric core is plain C11 (declarations where first used, as in llm.c);
 # PostgreSQL's C89-era -Wdeclaration-after-statement applies to the glue only
 $(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement

@@ -3,12 +3,12 @@
  * incremental state (see forward.h), and top-k selection.
  *
  * Only the output at the last real slot m-1 is ever needed, so the
- * position-wise layers run once per request.  What spans the window — the
- * attention sum S over the real items, dense1 + conv1d feeding the GRU, and
- * the GRU recurrence up to slot m-2 — is summarised in the state.  The
- * request adds what depends on the padding slots m … L-1: the attention's
- * (L-m)·k̂_pad v_padᵀ term and the two GRU steps whose convolution looks one
- * slot ahead into padding (or past the window end, where it is zero).
+ * position-wise layers run once per request.  The GRU side of the window —
+ * dense1 + conv1d feeding the recurrence up to slot m-2 — is summarised in
+ * the state.  A request adds the two GRU steps whose convolution looks one
+ * slot ahead into padding (or past the window end, where it is zero), and
+ * the attention at slot m-1: Σ_t (q̂·k̂_t) v_t over the window's items plus
+ * (L-m) copies of the padding slot's term.
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -21,9 +21,7 @@
 static size_t
 s_floats(const GlintruConfig *cfg)
 {
-	size_t		d = (size_t) cfg->d;
-
-	return 4 * d + d * (d / (size_t) cfg->n_heads);
+	return 4 * (size_t) cfg->d;
 }
 
 size_t
@@ -119,7 +117,44 @@ gru_slot(const GlintruModel *m, const float *prev, const float *cur, const float
 #define ST_G(s) (glintru_state_floats(s) + (s)->d)
 #define ST_APREV(s) (glintru_state_floats(s) + 2 * (s)->d)
 #define ST_ALAST(s) (glintru_state_floats(s) + 3 * (s)->d)
-#define ST_S(s) (glintru_state_floats(s) + 4 * (s)->d)
+
+/*
+ * dense1, k̂ and v of n item rows: gathered from the model's item tables, or
+ * computed (three GEMMs) when the model has none.  Any output may be NULL.
+ */
+static void
+item_projections(const GlintruModel *m, const int32_t *rows, int n, float *A, float *K, float *V,
+				 float *X)
+{
+	const int	d = m->config.d;
+
+	if (m->item_tables_off)
+	{
+		for (int t = 0; t < n; t++)
+		{
+			const float *tab = glintru_item_tables(m, rows[t]);
+
+			if (A)
+				memcpy(A + (size_t) t * d, tab, sizeof(float) * d);
+			if (K)
+				memcpy(K + (size_t) t * d, tab + d, sizeof(float) * d);
+			if (V)
+				memcpy(V + (size_t) t * d, tab + 2 * d, sizeof(float) * d);
+		}
+		return;
+	}
+	for (int t = 0; t < n; t++)
+		memcpy(X + (size_t) t * d, glintru_param(m, GT_ITEM_EMBEDDING) + (size_t) rows[t] * d, sizeof(float) * d);
+	if (A)
+		glintru_linear(X, n, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, A);
+	if (K)
+	{
+		glintru_linear(X, n, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, K);
+		glintru_elu_l2_heads(K, n, d, m->config.n_heads);
+	}
+	if (V)
+		glintru_linear(X, n, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
+}
 
 static void
 state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
@@ -137,16 +172,12 @@ glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 					GlintruState *out, float *scratch)
 {
 	const int	d = m->config.d;
-	const int	H = m->config.n_heads;
 	const int	L = m->config.max_seq_len;
 	const int	mlen = (int) (n < L ? n : L);
 	const int32_t *win = rows + (n - mlen);
-	const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
 	float	   *X = scratch;
 	float	   *A1 = X + (size_t) L * d;
-	float	   *K = A1 + (size_t) L * d;
-	float	   *V = K + (size_t) L * d;
-	float	   *C = V + (size_t) L * d;
+	float	   *C = A1 + (size_t) 3 * L * d;	/* after A1, K, V */
 	float	   *col = C + (size_t) L * d;
 	float	   *GI = col + (size_t) L * 3 * d;
 	float	   *vec = work_vectors(&m->config, scratch);
@@ -156,17 +187,9 @@ glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 	const int	steps = mlen - 1;	/* committed GRU slots 0 … m-2 */
 
 	state_header(m, out, mlen);
-	for (int t = 0; t < mlen; t++)
-		memcpy(X + (size_t) t * d, E + (size_t) win[t] * d, sizeof(float) * d);
+	item_projections(m, win, mlen, A1, NULL, NULL, X);
 
-	/* attention sum over the real items */
-	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, K);
-	glintru_elu_l2_heads(K, mlen, d, H);
-	glintru_linear(X, mlen, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
-	glintru_head_outer_sum(K, V, mlen, d, H, ST_S(out));
-
-	/* dense1, then conv1d + GRU over the slots whose look-ahead is real */
-	glintru_linear(X, mlen, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, A1);
+	/* conv1d + GRU over the slots whose look-ahead is real */
 	memset(h, 0, sizeof(float) * d);
 	memset(ST_G(out), 0, sizeof(float) * d);
 	if (steps > 0)
@@ -198,14 +221,10 @@ glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 				   GlintruState *out, float *scratch)
 {
 	const int	d = m->config.d;
-	const int	H = m->config.n_heads;
 	const int	L = m->config.max_seq_len;
-	const float *x = glintru_param(m, GT_ITEM_EMBEDDING) + (size_t) row * d;
 	float	   *vec = work_vectors(&m->config, scratch);
 	float	   *a_new = vec,
-			   *k = vec + d,
-			   *v = vec + 2 * d,
-			   *tmp = vec + 3 * d;
+			   *tmp = vec + d;
 
 	if (in->m >= L)
 	{
@@ -218,17 +237,11 @@ glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 		return;
 	}
 	state_header(m, out, in->m + 1);
-	glintru_linear(x, 1, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, a_new);
+	item_projections(m, &row, 1, a_new, NULL, NULL, scratch);
 	/* slot m-1 now has a real look-ahead: commit it */
 	gru_slot(m, ST_APREV(in), ST_ALAST(in), a_new, ST_H(in), ST_H(out), ST_G(out), tmp);
 	memcpy(ST_APREV(out), ST_ALAST(in), sizeof(float) * d);
 	memcpy(ST_ALAST(out), a_new, sizeof(float) * d);
-	/* attention sum gains the new item's k̂ vᵀ */
-	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, k);
-	glintru_elu_l2_heads(k, 1, d, H);
-	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
-	memcpy(ST_S(out), ST_S(in), sizeof(float) * (size_t) d * (d / H));
-	glintru_head_outer_add(k, v, d, H, 1.0f, ST_S(out));
 	memcpy(glintru_state_rows(out), glintru_state_rows(in), sizeof(int32_t) * in->m);
 	glintru_state_rows(out)[in->m] = row;
 }
@@ -270,32 +283,46 @@ glintru_state_user_vector(const GlintruModel *m, const GlintruState *s, float *u
 	glintru_conv3_column(Gs, Gs + d, Gs + 2 * d, d, gcol);
 	glintru_linear(gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, Y);
 
-	/* attention expert at slot m-1: S over real items plus L-m padding slots */
+	/* attention expert at slot m-1: the window's items plus L-m padding slots */
 	glintru_linear(x_last, 1, d, glintru_param(m, GT_ATT_Q_W), glintru_param(m, GT_ATT_Q_B), d, q);
 	glintru_elu_l2_heads(q, 1, d, H);
 	{
-		const float *S = ST_S(s),
-				   *kp = glintru_pad_khat(m),
+		const int32_t *rows = glintru_state_rows(s);
+		const float *kp = glintru_pad_khat(m),
 				   *vp = glintru_pad_v(m);
+		float	   *K = scratch + (size_t) L * d,	/* the build's K, V areas */
+				   *V = K + (size_t) L * d;
 		double		scale = 1.0 / sqrt((double) dh);
+		double		acc[GLINTRU_MAX_D];
 
+		if (!m->item_tables_off)
+			item_projections(m, rows, mlen, NULL, K, V, scratch);
+		for (int i = 0; i < d; i++)
+			acc[i] = 0.0;
+		for (int t = 0; t < mlen; t++)
+		{
+			const float *kt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + d : K + (size_t) t * d;
+			const float *vt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + 2 * d : V + (size_t) t * d;
+
+			for (int hd = 0; hd < H; hd++)
+			{
+				double		w = 0.0;
+
+				for (int i = hd * dh; i < (hd + 1) * dh; i++)
+					w += (double) q[i] * kt[i];
+				for (int j = hd * dh; j < (hd + 1) * dh; j++)
+					acc[j] += w * vt[j];
+			}
+		}
 		for (int hd = 0; hd < H; hd++)
 		{
-			const float *qh = q + hd * dh;
-			const float *Sh = S + (size_t) hd * dh * dh;
 			double		wpad = 0.0;
 
-			for (int i = 0; i < dh; i++)
-				wpad += (double) qh[i] * kp[hd * dh + i];
+			for (int i = hd * dh; i < (hd + 1) * dh; i++)
+				wpad += (double) q[i] * kp[i];
 			wpad *= (double) (L - mlen);
-			for (int j = 0; j < dh; j++)
-			{
-				double		acc = wpad * vp[hd * dh + j];
-
-				for (int i = 0; i < dh; i++)
-					acc += (double) qh[i] * Sh[(size_t) i * dh + j];
-				ctx[hd * dh + j] = (float) (acc * scale);
-			}
+			for (int j = hd * dh; j < (hd + 1) * dh; j++)
+				ctx[j] = (float) ((acc[j] + wpad * vp[j]) * scale);
 		}
 	}
 	glintru_linear(ctx, 1, d, glintru_param(m, GT_ATT_O_W), glintru_param(m, GT_ATT_O_B), d, att);

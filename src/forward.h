@@ -5,10 +5,12 @@
  *
  * A state summarises a window of m ≤ L item rows: the committed GRU state
  * h_{m-2} and gate output G_{m-2} (the last slot whose inputs are all real
- * items), dense1 of the last two items, and the per-head attention sum
- * Σ_t k̂_t v_tᵀ over the real items.  From it the user vector costs O(d²):
- * two GRU steps against padding, the padding term of the attention, and the
- * position-wise layers.  A new item advances it in O(d²) while the window
+ * items), dense1 of the last two items, and the window's item rows.  From it
+ * the user vector costs O(d² + m·d): two GRU steps against padding, the
+ * attention over the window (Σ_t (q̂·k̂_t) v_t, with k̂ and v gathered from the
+ * model's per-item tables) plus its padding term, and the position-wise
+ * layers.  Keeping the attention out of the state keeps a state small
+ * (4·d floats and the window), so updating it is cheap.  A new item advances it in O(d²) while the window
  * is not full; a full window slides and is rebuilt (the GRU restarts at the
  * new window start).  The from-scratch forward is build + user vector, so
  * there is one implementation of the model.
@@ -20,11 +22,11 @@
 
 #include "model.h"
 
-#define GLINTRU_STATE_MAGIC 0x47535431u	/* "GST1" */
+#define GLINTRU_STATE_MAGIC 0x47535432u	/* "GST2" */
 
 /*
  * Header of a serialised state; followed by floats h[d], G[d], a_prev[d],
- * a_last[d], S[d·dh] and int32 rows[m] (the window, oldest first).
+ * a_last[d] and int32 rows[m] (the window, oldest first).
  */
 typedef struct GlintruState
 {
@@ -48,9 +50,7 @@ glintru_state_floats(const GlintruState *s)
 static inline int32_t *
 glintru_state_rows(const GlintruState *s)
 {
-	size_t		d = (size_t) s->d;
-
-	return (int32_t *) (glintru_state_floats(s) + 4 * d + d * (d / s->n_heads));
+	return (int32_t *) (glintru_state_floats(s) + 4 * (size_t) s->d);
 }
 
 /* Does a stored blob of len bytes hold a state that fits this model? */

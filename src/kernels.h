@@ -46,17 +46,6 @@ void		glintru_gru_step(const float *gi, const float *h_prev, const float *W_hh, 
 void		glintru_conv3_column(const float *prev, const float *cur, const float *next,
 								 int d, float *col);
 
-/*
- * Per-head sums of outer products over n rows: S_h = Σ_t K_t,hᵀ V_t,h
- * (S: n_heads blocks of dh×dh, row i = key dimension).  Overwrites S.
- */
-void		glintru_head_outer_sum(const float *K, const float *V, int n, int d, int n_heads,
-								   float *S);
-
-/* S_h += alpha · k_hᵀ v_h for one row. */
-void		glintru_head_outer_add(const float *k, const float *v, int d, int n_heads,
-								   float alpha, float *S);
-
 /* scores[j] = E[j] · u for j in [0, n_rows). */
 void		glintru_score_items(const float *E, int64_t n_rows, int d, const float *u,
 								float *scores);

@@ -147,6 +147,7 @@ typedef struct ModelOffsets
 				popularity,
 				popular_rows,
 				pad,
+				item_tables,
 				total;
 } ModelOffsets;
 
@@ -174,6 +175,13 @@ model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_po
 		o.popularity = o.popular_rows = 0;
 	o.pad = cur;
 	cur = align64(cur + 4 * (uint64_t) cfg->d * sizeof(float));
+	if (rows * 3 * (uint64_t) cfg->d * sizeof(float) <= GLINTRU_ITEM_TABLES_MAX_BYTES)
+	{
+		o.item_tables = cur;
+		cur = align64(cur + rows * 3 * (uint64_t) cfg->d * sizeof(float));
+	}
+	else
+		o.item_tables = 0;
 	o.total = cur;
 	return o;
 }
@@ -207,6 +215,7 @@ glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
 	m->popularity_off = o.popularity;
 	m->popular_rows_off = o.popular_rows;
 	m->pad_off = o.pad;
+	m->item_tables_off = o.item_tables;
 	/* default vocabulary: the external id of row j is j */
 	{
 		int64_t    *ids = (int64_t *) ((char *) m + m->item_ids_off);
@@ -322,6 +331,36 @@ glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
 		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, kh);
 		glintru_elu_l2_heads(kh, 1, d, m->config.n_heads);
 		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
+	}
+
+	/* per-item tables, computed in blocks of rows so the scratch stays small */
+	if (m->item_tables_off)
+	{
+		const int64_t block = 256;
+		const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
+		float	   *tab = (float *) ((char *) m + m->item_tables_off);
+		float	   *tmp = malloc(sizeof(float) * (size_t) block * d);
+
+		if (tmp == NULL)
+		{
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+		for (int64_t r0 = 0; r0 < m->config.n_rows; r0 += block)
+		{
+			int			nr = (int) (m->config.n_rows - r0 < block ? m->config.n_rows - r0 : block);
+			static const GlintruTensor w[3] = {GT_DENSE1_W, GT_ATT_K_W, GT_ATT_V_W};
+
+			for (int k = 0; k < 3; k++)
+			{
+				glintru_linear(E + (size_t) r0 * d, nr, d, glintru_param(m, w[k]), glintru_param(m, w[k] + 1), d, tmp);
+				if (k == 1)
+					glintru_elu_l2_heads(tmp, nr, d, m->config.n_heads);
+				for (int i = 0; i < nr; i++)
+					memcpy(tab + ((size_t) (r0 + i) * 3 + k) * d, tmp + (size_t) i * d, sizeof(float) * d);
+			}
+		}
+		free(tmp);
 	}
 	return true;
 }

@@ -119,7 +119,25 @@ typedef struct GlintruModel
 	uint64_t	popularity_off; /* float[n_rows], or 0 */
 	uint64_t	popular_rows_off;	/* int32[n_rows-1]: rows by popularity desc, or 0 */
 	uint64_t	pad_off;		/* float[4*d]: x_pad, a_pad, khat_pad, v_pad */
+	uint64_t	item_tables_off;	/* float[n_rows * 3d]: per row dense1(x), k̂, v; or 0 */
 } GlintruModel;
+
+/*
+ * Per-item tables (dense1 of each embedding, the attention's normalised key
+ * and its value) turn the window-wide GEMMs of a rebuild and the attention
+ * of a request into row gathers.  They cost 3·d floats per item, so models
+ * whose tables would exceed this are served without them (same results).
+ */
+#define GLINTRU_ITEM_TABLES_MAX_BYTES ((uint64_t) 64 * 1024 * 1024)
+
+/* Row r of the item tables: a = dense1(E[r]), then k̂, then v (d each); NULL if absent. */
+static inline const float *
+glintru_item_tables(const GlintruModel *m, int64_t row)
+{
+	return m->item_tables_off
+		? (const float *) ((const char *) m + m->item_tables_off) + (size_t) row * 3 * m->config.d
+		: NULL;
+}
 
 static inline float *
 glintru_params(const GlintruModel *m)
