@@ -206,3 +206,30 @@ AS 'MODULE_PATHNAME', 'glintru_training_progress'
 LANGUAGE C VOLATILE;
 
 REVOKE EXECUTE ON FUNCTION glintru_train(text, regclass, name, name, name, jsonb) FROM PUBLIC;
+
+-- Synthetic interactions with sequential structure, for demos and tests:
+-- items fall into clusters of 30; each user stays in one cluster and walks
+-- it with a user-specific stride (the next item follows from the last ones),
+-- and 15% of events are a random item drawn with a popularity skew.
+CREATE FUNCTION glintru_synthetic_interactions(n_users integer, n_items integer DEFAULT 300,
+                                               events_per_user integer DEFAULT 30, seed integer DEFAULT 1)
+RETURNS TABLE(user_id bigint, item_id bigint, ts bigint)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH p AS (
+        SELECT u, t,
+               hashint8((u::int8 << 32) # (t::int8 << 8) # seed) AS h,
+               hashint8((u::int8 << 20) # seed) AS hu
+        FROM generate_series(1, n_users) u, generate_series(0, events_per_user - 1) t
+    )
+    SELECT u::int8,
+           1000 + CASE
+               WHEN abs(h % 100) < 15   -- noise: skewed towards low item numbers
+                   THEN (abs(h / 100) % n_items) * (abs(h / 100) % n_items) / n_items + 1
+               ELSE (abs(hu) % greatest(n_items / 30, 1)) * 30
+                    + (abs(hu / 7) % 30 + t * (1 + abs(hu / 11) % 3)) % 30 + 1
+           END::int8,
+           t::int8
+    FROM p
+$$;
