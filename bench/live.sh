@@ -81,14 +81,14 @@ trap cleanup EXIT
 SRC=$W/src
 mkdir -p "$SRC"
 if [ -n "${BENCH_REV:-}" ]; then
-  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src | tar -x -C "$SRC"
+  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$SRC"
   SRCDESC="git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
 elif [ -n "${BENCH_SRC:-}" ]; then
-  cp -r "$BENCH_SRC/Makefile" "$BENCH_SRC/glintru.control" "$BENCH_SRC/sql" "$BENCH_SRC/src" "$SRC/"
+  cp -r "$BENCH_SRC/Makefile" "$BENCH_SRC/glintru.control" "$BENCH_SRC/sql" "$BENCH_SRC/src" "$BENCH_SRC/tools" "$SRC/"
   rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
   SRCDESC="copy of $BENCH_SRC (BENCH_SRC)"
 else
-  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$SRC/"
+  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
   rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
   SRCDESC="working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
 fi

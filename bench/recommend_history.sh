@@ -63,10 +63,10 @@ trap cleanup EXIT
 SRC=$W/src
 mkdir -p "$SRC"
 if [ -n "${BENCH_REV:-}" ]; then
-  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src | tar -x -C "$SRC"
+  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$SRC"
   log "source: git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
 else
-  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$SRC/"
+  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
   rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
   log "source: working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
 fi
