@@ -4,6 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,8 @@ parse_f64(const char *s, double *v)
 		return false;
 	errno = 0;
 	*v = strtod(s, &end);
-	return errno == 0 && *end == '\0';
+	/* NaN would make the sort's comparison inconsistent (undefined behaviour in qsort) */
+	return errno == 0 && *end == '\0' && isfinite(*v);
 }
 
 static bool
@@ -202,12 +204,19 @@ glintru_read_interactions(const char *path, GlintruInteractions *out, char *err,
 			line[--len] = '\0';
 		if (lineno == 1)
 		{
-			/* header: find the columns by name */
-			char	   *save = NULL;
+			/*
+			 * header: find the columns by name, splitting at every tab exactly
+			 * as the rows are split (an empty name, e.g. pandas' index column,
+			 * is a column too; strtok would merge it away and shift the rest)
+			 */
 			int			c = 0;
 
-			for (char *tok = strtok_r(line, "\t", &save); tok; tok = strtok_r(NULL, "\t", &save), c++)
+			for (char *tok = line;; c++)
 			{
+				char	   *tab = strchr(tok, '\t');
+
+				if (tab)
+					*tab = '\0';
 				if (strcmp(tok, "user_id") == 0)
 					col_user = c;
 				else if (strcmp(tok, "item_id") == 0)
@@ -215,8 +224,16 @@ glintru_read_interactions(const char *path, GlintruInteractions *out, char *err,
 				else if (col_order < 0 && (strcmp(tok, "seq") == 0 || strcmp(tok, "ts") == 0 ||
 										   strcmp(tok, "timestamp") == 0))
 					col_order = c;
+				if (!tab)
+					break;
+				tok = tab + 1;
 			}
-			ncols = c;
+			ncols = c + 1;
+			if (col_user >= 64 || col_item >= 64 || col_order >= 64)
+			{
+				snprintf(err, errlen, "%s: user_id, item_id and the order column must be among the first 64 columns", path);
+				goto done;
+			}
 			if (col_user < 0 || col_item < 0 || col_order < 0)
 			{
 				snprintf(err, errlen, "%s: header must name columns user_id, item_id and seq (or ts); missing %s",

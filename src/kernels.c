@@ -21,11 +21,18 @@ static inline float
 fast_expf(float x)
 {
 	union { float f; int32_t i; } u;
-	float		n, r, p;
+	float		n, r, p,
+				c;
 
-	x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-	n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;	/* round to nearest */
-	r = x - n * 0.693359375f;
+	/*
+	 * Clamp so that NaN fails both comparisons and becomes -87: the int
+	 * conversion below is then always defined (a NaN there is undefined
+	 * behaviour); NaN itself is passed through at the end.
+	 */
+	c = x > -87.0f ? x : -87.0f;
+	c = c < 88.0f ? c : 88.0f;
+	n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;	/* round to nearest */
+	r = c - n * 0.693359375f;
 	r = r + n * 2.12194440e-4f;
 	p = 1.9875691500E-4f;
 	p = p * r + 1.3981999507E-3f;
@@ -35,7 +42,7 @@ fast_expf(float x)
 	p = p * r + 5.0000001201E-1f;
 	p = p * r * r + r + 1.0f;
 	u.i = ((int32_t) n + 127) << 23;
-	return p * u.f;
+	return x == x ? p * u.f : x;	/* NaN in, NaN out (as expf) */
 }
 
 void

@@ -2,8 +2,8 @@
  * train.c — the GLINT-RU training engine: one forward and one backward
  * function per layer, the all-prefix forward/backward of SPEC §1 ("All
  * prefixes of a sequence at once") over a set of windows, cross-entropy over
- * all item rows, Adam, initialisation, and the epoch loop (train_loop.c-like
- * part at the end of this file).
+ * all item rows, Adam, initialisation, evaluation, and the epoch loop with
+ * its worker processes (end of this file).
  *
  * Row layout.  The windows (chunks) of one call are stacked: every position
  * of every chunk is a "trunk row" (embedding, dense1, conv taps, GRU trunk,
@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
