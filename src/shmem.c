@@ -143,6 +143,12 @@ glintru_shmem_startup(void)
 void
 glintru_shmem_init(void)
 {
+	/*
+	 * A server-start setting can only be defined while preloading (later it
+	 * is a FATAL error); without preloading the cache is private anyway.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("glintru.shared_memory_size",
 							"Shared memory reserved for models (with shared_preload_libraries).",
 							"Every model in use must fit; raise it for large catalogues.",
@@ -150,8 +156,7 @@ glintru_shmem_init(void)
 							128, 1, INT_MAX / 2,
 							PGC_POSTMASTER, GUC_UNIT_MB,
 							NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
+	MarkGUCPrefixReserved("glintru");
 	shared_mode = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = glintru_shmem_request;

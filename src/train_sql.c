@@ -194,7 +194,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 		if (tok != WJB_VALUE)
 			continue;
 		if (strcmp(key, "d") == 0)
-			o->train.d = option_int(&v, key, 2, 512);
+			o->train.d = option_int(&v, key, 4, 512);
 		else if (strcmp(key, "heads") == 0)
 			o->train.n_heads = option_int(&v, key, 1, 512);
 		else if (strcmp(key, "max_seq_len") == 0)
