@@ -43,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -85,6 +86,8 @@ typedef struct OrderKey
 	Oid			typid;
 	int16		typlen;
 	bool		typbyval;
+	int16		intlen;			/* 2, 4 or 8: compare as that signed integer;
+								 * 0: call cmp */
 	FmgrInfo	cmp;
 	Oid			collation;
 	Oid			send;
@@ -275,6 +278,31 @@ order_key_init(Oid typid, Oid collation, OrderKey *k)
 				 errhint("Use a timestamp or an increasing integer key.")));
 	k->typid = typid;
 	k->cmp = tc->cmp_proc_finfo;
+
+	/*
+	 * The btree order of these types is the order of their by-value integer
+	 * representation (timestamps and dates included: their infinities are
+	 * the extreme integers), so the sort of a large statement's events need
+	 * not go through the function manager for every comparison.
+	 */
+	switch (typid)
+	{
+		case INT2OID:
+			k->intlen = 2;
+			break;
+		case INT4OID:
+		case DATEOID:
+			k->intlen = 4;
+			break;
+		case INT8OID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			k->intlen = FLOAT8PASSBYVAL ? 8 : 0;
+			break;
+		default:
+			k->intlen = 0;
+			break;
+	}
 	k->collation = collation;
 	get_typlenbyval(typid, &k->typlen, &k->typbyval);
 	getTypeBinaryOutputInfo(typid, &k->send, &varlena);
@@ -287,6 +315,14 @@ order_cmp(const OrderKey *k, Datum a, bool anull, Datum b, bool bnull)
 {
 	if (anull || bnull)
 		return anull == bnull ? 0 : (anull ? 1 : -1);
+	if (k->intlen != 0)
+	{
+		/* decode through the type's width: no reliance on sign extension */
+		int64		x = k->intlen == 2 ? DatumGetInt16(a) : k->intlen == 4 ? DatumGetInt32(a) : DatumGetInt64(a);
+		int64		y = k->intlen == 2 ? DatumGetInt16(b) : k->intlen == 4 ? DatumGetInt32(b) : DatumGetInt64(b);
+
+		return x < y ? -1 : (x > y);
+	}
 	return DatumGetInt32(FunctionCall2Coll((FmgrInfo *) &k->cmp, k->collation, a, b));
 }
 
@@ -454,6 +490,8 @@ user_history(const Table *t, const GlintruModel *m, int64 user_id, int64 *n_out,
 	}
 	if (!*last_null)
 		*last_order = datumCopy(*last_order, t->order.typbyval, t->order.typlen);
+	/* nothing points into the result set any more; it would live until SPI_finish */
+	SPI_freetuptable(SPI_tuptable);
 	*n_out = n;
 	return rows;
 }
@@ -501,6 +539,34 @@ prepare_state_plans(void)
 							2, t4);
 }
 
+/*
+ * Run one of the plans above as the owner of glintru.user_state, with
+ * sequential scans disabled.  The plans are kept for the whole session and
+ * the plan cache settles on a generic plan after a few executions; planned
+ * while user_state is small (its first statement, a COPY into an empty
+ * table) that plan is a sequential scan, and every later lookup of a COPY
+ * over thousands of users would then scan all the states written so far.
+ * Every lookup is by the (attachment_id, user_id) key, so the index is the
+ * right access path whatever the size.  The setting is undone at once, or by
+ * the transaction's abort on an error.
+ */
+static int
+state_execute(SPIPlanPtr plan, Datum *args, const char *nulls, long tcount)
+{
+	GlintruRoleSwitch	rs;
+	int			level;
+	int			rc;
+
+	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
+	level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, args, nulls, false, tcount);
+	AtEOXact_GUC(true, level);
+	glintru_restore_role(&rs);
+	return rc;
+}
+
 typedef struct LockedState
 {
 	bool		exists;
@@ -513,12 +579,9 @@ static void
 state_lock(const Table *t, const GlintruModel *m, int32 att_id, int64 user_id, LockedState *ls)
 {
 	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
-	GlintruRoleSwitch	rs;
 
-	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
-	if (SPI_execute_plan(plan_lock, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (state_execute(plan_lock, args, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the state of user " INT64_FORMAT, user_id);
-	glintru_restore_role(&rs);
 	ls->exists = SPI_processed > 0;
 	ls->state = NULL;
 	ls->last_null = true;
@@ -538,6 +601,8 @@ state_lock(const Table *t, const GlintruModel *m, int32 att_id, int64 user_id, L
 				ls->state = (GlintruState *) VARDATA(b);
 		}
 	}
+	/* everything needed was copied; the result set would live until SPI_finish */
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Write (insert or update) a user's state; returns false if an insert lost a race. */
@@ -550,7 +615,6 @@ state_write(const Table *t, int32 att_id, int64 user_id, bool exists, const Glin
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		lo_null;
-	GlintruRoleSwitch	rs;
 	int			rc;
 
 	SET_VARSIZE(b, VARHDRSZ + len);
@@ -561,9 +625,7 @@ state_write(const Table *t, int32 att_id, int64 user_id, bool exists, const Glin
 	if (lo_null)
 		nulls[2] = 'n';
 	args[3] = PointerGetDatum(b);
-	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
-	rc = SPI_execute_plan(exists ? plan_update : plan_insert, args, nulls, false, 0);
-	glintru_restore_role(&rs);
+	rc = state_execute(exists ? plan_update : plan_insert, args, nulls, 0);
 	if (rc != (exists ? SPI_OK_UPDATE : SPI_OK_INSERT))
 		elog(ERROR, "could not write the state of user " INT64_FORMAT, user_id);
 	return SPI_processed > 0;
@@ -573,12 +635,9 @@ static void
 state_delete(int32 att_id, int64 user_id)
 {
 	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
-	GlintruRoleSwitch	rs;
 
-	glintru_become_owner_of(glintru_catalog_relid("user_state"), &rs);
-	if (SPI_execute_plan(plan_delete, args, NULL, false, 0) != SPI_OK_DELETE)
+	if (state_execute(plan_delete, args, NULL, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the state of user " INT64_FORMAT, user_id);
-	glintru_restore_role(&rs);
 }
 
 /* Working memory for one model's forward pass. */
@@ -717,9 +776,18 @@ static Event *
 read_events(Tuplestorestate *ts, Relation rel, const Table *t, int *n_out, bool keep_null_items)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
-	int			cap = 64,
+	int64		count = tuplestore_tuple_count(ts);
+	int			cap,
 				n = 0;
-	Event	   *ev = palloc(sizeof(Event) * cap);
+	Event	   *ev;
+
+	/* sized once: doubling a COPY's worth of events would copy it ~20 times */
+	if (count > (int64) (MaxAllocHugeSize / sizeof(Event)) || count >= INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many rows in one statement for the glintru state trigger")));
+	cap = Max((int) count, 1);
+	ev = palloc_extended(sizeof(Event) * cap, MCXT_ALLOC_HUGE);
 
 	tuplestore_rescan(ts);
 	while (tuplestore_gettupleslot(ts, true, false, slot))
@@ -740,7 +808,7 @@ read_events(Tuplestorestate *ts, Relation rel, const Table *t, int *n_out, bool 
 		ev[n].user_id = integer_value(u, t->user_type);
 		ev[n].item_id = inull ? 0 : integer_value(it, t->item_type);
 		ev[n].order = slot_getattr(slot, t->order_att, &ev[n].order_null);
-		if (!ev[n].order_null)
+		if (!ev[n].order_null && !t->order.typbyval)
 			ev[n].order = datumCopy(ev[n].order, t->order.typbyval, t->order.typlen);
 		ev[n].seq = n;
 		n++;
@@ -847,8 +915,17 @@ glintru_trigger(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		Work		w;
+		MemoryContext user_cxt,
+					old_cxt;
 
 		SPI_connect();
+
+		/*
+		 * What one user's update allocates (its rows, the state read and
+		 * written, the order values) is freed before the next user, so a
+		 * COPY that touches thousands of users runs in bounded memory.
+		 */
+		user_cxt = AllocSetContextCreate(CurrentMemoryContext, "glintru user", ALLOCSET_DEFAULT_SIZES);
 		prepare_state_plans();
 		work_init(&w, pin.model);
 		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
@@ -874,7 +951,10 @@ glintru_trigger(PG_FUNCTION_ARGS)
 
 				while (j < n && ev[j].user_id == ev[i].user_id)
 					j++;
+				old_cxt = MemoryContextSwitchTo(user_cxt);
 				apply_events(&t, &w, a.id, ev + i, j - i);
+				MemoryContextSwitchTo(old_cxt);
+				MemoryContextReset(user_cxt);
 				i = j;
 			}
 		}
@@ -895,7 +975,12 @@ glintru_trigger(PG_FUNCTION_ARGS)
 				qsort_arg(new, n_new, sizeof(Event), event_item_cmp, &t.order);
 			users = changed_users(&t, old, n_old, new, n_new, &n_users);
 			for (int i = 0; i < n_users; i++)
+			{
+				old_cxt = MemoryContextSwitchTo(user_cxt);
 				rebuild_user(&t, &w, a.id, users[i]);
+				MemoryContextSwitchTo(old_cxt);
+				MemoryContextReset(user_cxt);
+			}
 		}
 		SPI_finish();
 	}
