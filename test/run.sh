@@ -33,6 +33,17 @@ else
   cat /tmp/glintru-unit.log; bad "unit tests build"
 fi
 
+echo "== training engine: gradient checks (float64 finite differences) and a smoke test"
+if make -s GLINTRU_WERROR=-Werror build/test_grad build/test_train_smoke >/tmp/glintru-train-unit.log 2>&1; then
+  for t in build/test_grad build/test_train_smoke; do
+    out=$("$t" 2>&1); rc=$?
+    echo "$out" | tail -3
+    if [ "$rc" = 0 ]; then ok "$t"; else bad "$t (exit $rc)"; echo "$out" | grep -iE "fail" | head -20; fi
+  done
+else
+  cat /tmp/glintru-train-unit.log; bad "training unit tests build"
+fi
+
 echo "== throwaway cluster"
 . tools/cluster.sh
 TMP=$(mktemp -d /tmp/glintru-test.XXXXXX)
