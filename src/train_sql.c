@@ -356,6 +356,9 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 
 /* ---- evaluation ---- */
 
+/* the sampled protocols draw the same negatives as glintru-eval's default */
+#define EVAL_SEED 42
+
 static void
 put_metric(ReturnSetInfo *rsinfo, const char *metric, double value)
 {
@@ -407,10 +410,10 @@ glintru_evaluate(PG_FUNCTION_ARGS)
 		if (!ok)
 			ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
 		net = glintru_net_from_model(pin.model);
-		ok = net && glintru_net_evaluate(net, &split, protocol, true, k, 0, 1, &mm);
+		ok = net && glintru_net_evaluate(net, &split, protocol, true, k, EVAL_SEED, 1, &mm);
 		if (net)
 			glintru_net_free(net);
-		glintru_popularity_metrics(&split, protocol, true, k, 0, &pop);
+		glintru_popularity_metrics(&split, protocol, true, k, EVAL_SEED, &pop);
 		glintru_split_free(&split);
 		if (!ok)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory evaluating model \"%s\"", name)));
