@@ -1029,7 +1029,11 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 					 quote_identifier(NameStr(a->user_col)), quote_identifier(NameStr(a->item_col)),
 					 have_user ? psprintf("AND %s OPERATOR(pg_catalog.=) $1", quote_identifier(NameStr(a->user_col))) : "");
 	glintru_become_owner_of(t->relid, &rs);
-	portal = SPI_cursor_open_with_args(NULL, q.data, have_user ? 1 : 0, argtypes, args, NULL, true, 0);
+	/*
+	 * read_only = false: the cursor takes a new snapshot (in READ COMMITTED),
+	 * so rows committed while attach waited for its table lock are seen.
+	 */
+	portal = SPI_cursor_open_with_args(NULL, q.data, have_user ? 1 : 0, argtypes, args, NULL, false, 0);
 	for (;;)
 	{
 		SPITupleTable *tt;
