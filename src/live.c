@@ -997,6 +997,7 @@ glintru_trigger(PG_FUNCTION_ARGS)
 typedef void (*UserCallback) (void *arg, int64 user_id, const int32 *rows, int64 n,
 							  Datum last_order, bool last_null);
 
+
 /*
  * Stream the table ordered by user, order, ctid and call cb once per user
  * with its known item rows (only_user: just that user).  Runs as the
@@ -1004,7 +1005,7 @@ typedef void (*UserCallback) (void *arg, int64 user_id, const int32 *rows, int64
  */
 static int64
 for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool have_user, int64 only_user,
-			  UserCallback cb, void *arg)
+			  bool fresh_snapshot, UserCallback cb, void *arg)
 {
 	StringInfoData q;
 	GlintruRoleSwitch	rs;
@@ -1030,10 +1031,13 @@ for_each_user(const Table *t, const Attachment *a, const GlintruModel *m, bool h
 					 have_user ? psprintf("AND %s OPERATOR(pg_catalog.=) $1", quote_identifier(NameStr(a->user_col))) : "");
 	glintru_become_owner_of(t->relid, &rs);
 	/*
-	 * read_only = false: the cursor takes a new snapshot (in READ COMMITTED),
-	 * so rows committed while attach waited for its table lock are seen.
+	 * A backfill reads with a new snapshot (read_only = false; in READ
+	 * COMMITTED) so rows committed while attach waited for its table lock are
+	 * seen; verification reads under the statement's snapshot, the one its
+	 * stored states are read with.
 	 */
-	portal = SPI_cursor_open_with_args(NULL, q.data, have_user ? 1 : 0, argtypes, args, NULL, false, 0);
+	portal = SPI_cursor_open_with_args(NULL, q.data, have_user ? 1 : 0, argtypes, args, NULL,
+									   !fresh_snapshot, 0);
 	for (;;)
 	{
 		SPITupleTable *tt;
@@ -1257,7 +1261,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 		b.t = &t;
 		b.w = &w;
 		b.att_id = a.id;
-		users = for_each_user(&t, &a, pin.model, false, 0, backfill_user, &b);
+		users = for_each_user(&t, &a, pin.model, false, 0, true, backfill_user, &b);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1303,7 +1307,7 @@ rebuild_attachment(const Attachment *a, const GlintruCatalogEntry *e)
 		b.t = &t;
 		b.w = &w;
 		b.att_id = a->id;
-		for_each_user(&t, a, pin.model, false, 0, backfill_user, &b);
+		for_each_user(&t, a, pin.model, false, 0, true, backfill_user, &b);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1467,7 +1471,7 @@ glintru_verify_state(PG_FUNCTION_ARGS)
 		v.rsinfo = rsinfo;
 		v.order = &t.order;
 		v.seen = hash_create("glintru verify", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		for_each_user(&t, &a, pin.model, have_user, only_user, verify_user, &v);
+		for_each_user(&t, &a, pin.model, have_user, only_user, false, verify_user, &v);
 
 		/* states of users that have no known item in the table */
 		{
