@@ -12,39 +12,6 @@
 
 bool		glintru_use_blas = true;
 
-/*
- * expf for a vector loop: x = n ln2 + r, |r| <= ln2/2, 2^n by exponent bits,
- * e^r by a degree-6 polynomial (Cephes coefficients); branch-free so that GCC
- * vectorises the loops that call it.  Relative error ~2 ulp on [-87, 88].
- */
-static inline float
-fast_expf(float x)
-{
-	union { float f; int32_t i; } u;
-	float		n, r, p,
-				c;
-
-	/*
-	 * Clamp so that NaN fails both comparisons and becomes -87: the int
-	 * conversion below is then always defined (a NaN there is undefined
-	 * behaviour); NaN itself is passed through at the end.
-	 */
-	c = x > -87.0f ? x : -87.0f;
-	c = c < 88.0f ? c : 88.0f;
-	n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;	/* round to nearest */
-	r = c - n * 0.693359375f;
-	r = r + n * 2.12194440e-4f;
-	p = 1.9875691500E-4f;
-	p = p * r + 1.3981999507E-3f;
-	p = p * r + 8.3334519073E-3f;
-	p = p * r + 4.1665795894E-2f;
-	p = p * r + 1.6666665459E-1f;
-	p = p * r + 5.0000001201E-1f;
-	p = p * r * r + r + 1.0f;
-	u.i = ((int32_t) n + 127) << 23;
-	return x == x ? p * u.f : x;	/* NaN in, NaN out (as expf) */
-}
-
 void
 glintru_linear(const float *X, int n, int in, const float *W, const float *b,
 			   int out, float *Y)
@@ -113,7 +80,7 @@ glintru_elu_l2_heads(float *x, int n, int d, int n_heads)
 
 			if (glintru_use_blas)
 				for (int i = 0; i < dh; i++)
-					v[i] = v[i] > 0.0f ? v[i] : fast_expf(v[i]) - 1.0f;
+					v[i] = v[i] > 0.0f ? v[i] : glintru_fast_expf(v[i]) - 1.0f;
 			else
 				for (int i = 0; i < dh; i++)
 					v[i] = v[i] > 0.0f ? v[i] : expm1f(v[i]);
@@ -163,11 +130,11 @@ glintru_gru_step(const float *gi, const float *h_prev, const float *W_hh, int d,
 		const float *restrict x = gi;
 
 		for (int i = 0; i < 2 * d; i++)
-			g[i] = 1.0f / (1.0f + fast_expf(-(x[i] + g[i])));
+			g[i] = 1.0f / (1.0f + glintru_fast_expf(-(x[i] + g[i])));
 		for (int i = 0; i < d; i++)
 		{
 			float		a = x[2 * d + i] + g[i] * g[2 * d + i];
-			float		t = fast_expf(-2.0f * (a < 0.0f ? -a : a));
+			float		t = glintru_fast_expf(-2.0f * (a < 0.0f ? -a : a));
 			float		nn = (1.0f - t) / (1.0f + t);
 
 			g[2 * d + i] = a < 0.0f ? -nn : nn;

@@ -26,6 +26,7 @@
 #include <cblas.h>
 
 #include "train.h"
+#include "kernels.h"
 #include "metrics.h"
 
 typedef GlintruReal R;
@@ -38,48 +39,19 @@ typedef GlintruReal R;
 #define RSQRTF sqrt
 #else
 /*
- * Float build: exp through a branch-free polynomial that the compiler
- * vectorises (relative error < 1e-7, i.e. float rounding), because libm's
- * expf/tanhf calls were a quarter of the training time (perf: softmax over
- * all items, GRU gates).  The float64 build keeps libm for the exact
- * gradient check.
+ * Float build: exp through the branch-free polynomial of kernels.h, which
+ * the compiler vectorises, because libm's expf/tanhf calls were a quarter of
+ * the training time (perf: softmax over all items, GRU gates).  The float64
+ * build keeps libm for the exact gradient check.
  */
-static inline float
-fast_expf(float x)
-{
-	union
-	{
-		int32_t		i;
-		float		f;
-	}			sc;
-	float		y,
-				n,
-				r,
-				p;
-
-	x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-	y = x * 1.44269504088896341f;
-	n = (y + 12582912.0f) - 12582912.0f;	/* round to nearest (1.5·2^23 trick) */
-	r = x - n * 0.693359375f + n * 2.12194440e-4f;
-	p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	sc.i = ((int32_t) n + 127) << 23;
-	return p * sc.f;
-}
-
 static inline float
 fast_tanhf(float x)
 {
-	return 2.0f / (1.0f + fast_expf(-2.0f * x)) - 1.0f;
+	return 2.0f / (1.0f + glintru_fast_expf(-2.0f * x)) - 1.0f;
 }
 
 #define GEMM cblas_sgemm
-#define REXP fast_expf
+#define REXP glintru_fast_expf
 #define RTANH fast_tanhf
 #define RERF erff
 #define RSQRTF sqrtf
