@@ -2,7 +2,8 @@
 # test/model_swap.sh — a model replaced and dropped while other sessions
 # recommend (issue 6, item 3): readers see either version, never a half-built
 # or freed model, and only "does not exist" while it is dropped; attach and
-# detach while inserts run leave a consistent state.  Uses the cluster in
+# detach while inserts run leave a consistent state; a training runs while
+# other sessions are served.  Uses the cluster in
 # PGHOST/PGPORT/PGUSER; prints ok:/FAILED: lines; exit 1 on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -55,6 +56,19 @@ wait
 n=$(q -c "SELECT count(*) FROM ev")
 p=$(q -c "SELECT count(*) FROM glintru_verify_state('ev')")
 [ "$n" = 300 ] && [ "$p" = 0 ] && ok "after the last attach: $n rows, verify_state finds nothing" || bad "rows $n, problems $p"
+# training in one session while others recommend from the attached table
+q -c "CREATE TABLE syn AS SELECT * FROM glintru_synthetic_interactions(300, 120, 20)" >/dev/null
+( q -c "SET client_min_messages = warning" \
+    -c "SELECT glintru_train('t2', 'syn', options => '{\"d\": 16, \"heads\": 2, \"max_seq_len\": 10, \"epochs\": 4}') > 0" \
+    >"$TMP/train.out" 2>"$TMP/train.err" ) &
+train=$!
+( for i in $(seq 1 300); do echo "SELECT count(*) FROM glintru_recommend($((i % 17 + 1)), 5);"; done \
+    | psql -X -q -At -d "$DB" >"$TMP/rec.out" 2>"$TMP/rec.err" ) &
+wait
+[ ! -s "$TMP/train.err" ] && grep -q '^t$' "$TMP/train.out" && [ ! -s "$TMP/rec.err" ] \
+  && [ "$(grep -c '^5$' "$TMP/rec.out")" = 300 ] \
+  && ok "a training ran while 300 recommendations were served (all answered, no error)" \
+  || bad "training while serving: $(head -2 "$TMP/train.err" "$TMP/rec.err")"
 rm -rf "$TMP"
 psql -X -q -d postgres -c "DROP DATABASE $DB" >/dev/null
 exit $failed
