@@ -120,23 +120,26 @@ catalog_fetch(Relation rel, const char *index, AttrNumber attno, RegProcedure eq
 	return systable_getnext(scan);
 }
 
-bool
-glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
+/* The catalogue row with key = value (by name or by id), without its weights. */
+static bool
+catalog_find_by(const char *index, AttrNumber attno, RegProcedure eqproc, Oid collation,
+				Datum value, GlintruCatalogEntry *entry)
 {
 	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bool		found = false;
 
-	tup = catalog_fetch(rel, "models_name_key", ANUM_NAME, F_TEXTEQ, DEFAULT_COLLATION_OID,
-						CStringGetTextDatum(name), &scan);
+	tup = catalog_fetch(rel, index, attno, eqproc, collation, value, &scan);
 	if (HeapTupleIsValid(tup))
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
 		bool		isnull;
 
-		entry->id = DatumGetInt32(heap_getattr(tup, ANUM_ID, RelationGetDescr(rel), &isnull));
-		entry->version = DatumGetInt64(heap_getattr(tup, ANUM_VERSION, RelationGetDescr(rel), &isnull));
-		strlcpy(entry->name, name, sizeof(entry->name));
+		entry->id = DatumGetInt32(heap_getattr(tup, ANUM_ID, desc, &isnull));
+		entry->version = DatumGetInt64(heap_getattr(tup, ANUM_VERSION, desc, &isnull));
+		strlcpy(entry->name, TextDatumGetCString(heap_getattr(tup, ANUM_NAME, desc, &isnull)),
+				sizeof(entry->name));
 		found = true;
 	}
 	systable_endscan(scan);
@@ -145,29 +148,16 @@ glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
 }
 
 bool
+glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
+{
+	return catalog_find_by("models_name_key", ANUM_NAME, F_TEXTEQ, DEFAULT_COLLATION_OID,
+						   CStringGetTextDatum(name), entry);
+}
+
+bool
 glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry)
 {
-	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
-	SysScanDesc scan;
-	HeapTuple	tup;
-	bool		found = false;
-
-	tup = catalog_fetch(rel, "models_pkey", ANUM_ID, F_INT4EQ, InvalidOid,
-						Int32GetDatum(id), &scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		char	   *name;
-
-		entry->id = id;
-		entry->version = DatumGetInt64(heap_getattr(tup, ANUM_VERSION, RelationGetDescr(rel), &isnull));
-		name = TextDatumGetCString(heap_getattr(tup, ANUM_NAME, RelationGetDescr(rel), &isnull));
-		strlcpy(entry->name, name, sizeof(entry->name));
-		found = true;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return found;
+	return catalog_find_by("models_pkey", ANUM_ID, F_INT4EQ, InvalidOid, Int32GetDatum(id), entry);
 }
 
 bytea *
