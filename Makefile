@@ -4,9 +4,10 @@ EXTENSION = glintru
 MODULE_big = glintru
 DATA = $(wildcard sql/glintru--*.sql)
 
-# numeric core (no PostgreSQL headers) + PostgreSQL glue
-CORE_SRCS = src/model.c src/kernels.c src/forward.c src/safetensors.c src/data.c src/metrics.c src/train.c
-GLUE_SRCS = src/glintru.c src/catalog.c src/shmem.c src/recommend.c src/live.c src/train_sql.c
+# src/core: the numeric core (never includes a PostgreSQL header);
+# src/pg: the PostgreSQL glue, which calls the core (never the other way)
+CORE_SRCS = $(sort $(wildcard src/core/*.c))
+GLUE_SRCS = $(sort $(wildcard src/pg/*.c))
 OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
 
 # command-line tools, installed into PostgreSQL's bindir
@@ -19,7 +20,7 @@ REGRESS_OPTS = --inputdir=test --load-extension=glintru
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-serial
 OPENBLAS_LIB = /usr/lib/x86_64-linux-gnu/openblas-serial
 # server headers as system headers: -Wextra then judges our code, not theirs
-PG_CPPFLAGS = -I$(OPENBLAS_INC) -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CPPFLAGS = -I$(OPENBLAS_INC) -Isrc/core -Isrc/pg -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS = -std=gnu11 -Wall -Wextra $(GLINTRU_WERROR)
 SHLIB_LINK = -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lm
 
@@ -28,10 +29,10 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # ---- numeric core outside the server: unit tests and tools ----
-CORE_CC = $(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra $(GLINTRU_WERROR) -I$(OPENBLAS_INC) -Isrc
+CORE_CC = $(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra $(GLINTRU_WERROR) -I$(OPENBLAS_INC) -Isrc/core
 CORE_LIBS = -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lm -lpthread
 
-build/test_forward: test/unit/test_forward.c $(CORE_SRCS) $(wildcard src/*.h)
+build/test_forward: test/unit/test_forward.c $(CORE_SRCS) $(wildcard src/core/*.h)
 	@mkdir -p build
 	$(CORE_CC) $< $(CORE_SRCS) -o $@ $(CORE_LIBS)
 
@@ -42,7 +43,7 @@ unitcheck: build/test_forward
 EXTRA_CLEAN = build
 
 # PGXS tracks no header dependencies: every object depends on every header
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/core/*.h src/pg/*.h)
 
 # the numeric core is plain C11 (declarations where first used, as in llm.c);
 # PostgreSQL's C89-era -Wdeclaration-after-statement applies to the glue only
@@ -52,4 +53,4 @@ include tools/Makefile.train
 
 # activations (GRU gates, ELU) are written as vector loops: let GCC vectorise
 # them at -O2 (dynamic cost model; no FP-trap semantics needed, results unchanged)
-src/kernels.o: CFLAGS += -fvect-cost-model=dynamic -fno-trapping-math
+src/core/kernels.o: CFLAGS += -fvect-cost-model=dynamic -fno-trapping-math

@@ -85,11 +85,11 @@ if [ -n "${BENCH_REV:-}" ]; then
   SRCDESC="git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
 elif [ -n "${BENCH_SRC:-}" ]; then
   cp -r "$BENCH_SRC/Makefile" "$BENCH_SRC/glintru.control" "$BENCH_SRC/sql" "$BENCH_SRC/src" "$BENCH_SRC/tools" "$SRC/"
-  rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
+  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
   SRCDESC="copy of $BENCH_SRC (BENCH_SRC)"
 else
   cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
-  rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
+  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
   SRCDESC="working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
 fi
 log "source: $SRCDESC"
@@ -112,9 +112,9 @@ fi
 mkdir -p "$W/bin"
 # the core objects as the extension's Makefile builds them (same per-file flags), linked
 # without the PostgreSQL glue
-[ -f "$SRC/src/kernels.o" ] || make -C "$SRC" with_llvm=no src/model.o src/kernels.o src/forward.o src/safetensors.o >>"$W/build.log" 2>&1
-cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src" "$ROOT/bench/live_core.c" \
-  "$SRC/src/model.o" "$SRC/src/kernels.o" "$SRC/src/forward.o" "$SRC/src/safetensors.o" \
+[ -f "$SRC/src/core/kernels.o" ] || make -C "$SRC" with_llvm=no src/core/model.o src/core/kernels.o src/core/forward.o src/core/safetensors.o src/core/rank.o >>"$W/build.log" 2>&1
+cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src/core" "$ROOT/bench/live_core.c" \
+  "$SRC/src/core/model.o" "$SRC/src/core/kernels.o" "$SRC/src/core/forward.o" "$SRC/src/core/safetensors.o" "$SRC/src/core/rank.o" \
   -L"$OB_LIB" -Wl,-rpath,"$OB_LIB" -lopenblas -lm -o "$W/bin/live_core"
 [ "$(id -u)" = 0 ] && chown postgres "$W"
 

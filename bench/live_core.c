@@ -20,10 +20,11 @@
  *   gemm      one L x d x d glintru_linear (build200 runs 3 + conv 3d + GI 3d)
  *
  * Build (done by bench/live.sh):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I<openblas-serial include> -Isrc bench/live_core.c \
- *      src/model.c src/kernels.c src/forward.c src/safetensors.c -lopenblas -lm
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I<openblas-serial include> -Isrc/core bench/live_core.c \
+ *      src/core/model.c src/core/kernels.c src/core/forward.c src/core/safetensors.c src/core/rank.c -lopenblas -lm
  */
 #include "forward.h"
+#include "rank.h"
 #include "kernels.h"
 #include "model.h"
 #include "safetensors.h"

@@ -67,7 +67,7 @@ if [ -n "${BENCH_REV:-}" ]; then
   log "source: git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
 else
   cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
-  rm -f "$SRC"/src/*.o "$SRC"/src/*.bc
+  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
   log "source: working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
 fi
 if [ "${GLINTRU_BENCH_BUILD:-1}" != 0 ]; then
@@ -87,8 +87,8 @@ else
   log "GLINTRU_BENCH_BUILD=0: using the extension installed in $PGBIN"
 fi
 mkdir -p "$W/bin"
-cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src" "$ROOT/bench/score_bench.c" \
-  "$SRC/src/model.c" "$SRC/src/kernels.c" "$SRC/src/forward.c" "$SRC/src/safetensors.c" \
+cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src/core" "$ROOT/bench/score_bench.c" \
+  "$SRC/src/core/model.c" "$SRC/src/core/kernels.c" "$SRC/src/core/forward.c" "$SRC/src/core/safetensors.c" "$SRC/src/core/rank.c" "$SRC/src/core/util.c" \
   -L"$OB_LIB" -Wl,-rpath,"$OB_LIB" -lopenblas -lm -o "$W/bin/score_bench"
 SB=$W/bin/score_bench
 [ "$(id -u)" = 0 ] && chown postgres "$W"

@@ -19,15 +19,17 @@
  *       memory-bandwidth bound) and a blocked GEMV+top-k variant.
  *
  * Build (done by the benchmark script):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-serial -Isrc \
- *      bench/score_bench.c src/model.c src/kernels.c src/forward.c src/safetensors.c \
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-serial -Isrc/core \
+ *      bench/score_bench.c src/core/model.c src/core/kernels.c src/core/forward.c src/core/safetensors.c src/core/rank.c src/core/util.c \
  *      -L/usr/lib/x86_64-linux-gnu/openblas-serial -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-serial \
  *      -lopenblas -lm -o build/score_bench
  */
 #include "forward.h"
+#include "rank.h"
 #include "kernels.h"
 #include "model.h"
 #include "safetensors.h"
+#include "util.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -66,39 +68,20 @@ rng_uniform(float lo, float hi)
 	return lo + (hi - lo) * (float) ((rng_next() >> 40) * (1.0 / 16777216.0));
 }
 
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (!f)
-	{
-		perror(path);
-		exit(1);
-	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t) n + 1);
-	if (!buf || fread(buf, 1, (size_t) n, f) != (size_t) n)
-	{
-		fprintf(stderr, "cannot read %s\n", path);
-		exit(1);
-	}
-	fclose(f);
-	*len = (size_t) n;
-	return buf;
-}
-
 static GlintruModel *
 load_model(const char *path)
 {
 	size_t		len;
-	uint8_t    *buf = read_file(path, &len);
+	uint8_t    *buf = glintru_read_file(path, &len);
 	char		err[512];
-	GlintruModel *m = glintru_safetensors_load(buf, len, err, sizeof err);
+	GlintruModel *m;
+
+	if (!buf)
+	{
+		perror(path);
+		exit(1);
+	}
+	m = glintru_safetensors_load(buf, len, err, sizeof err);
 
 	if (!m)
 	{

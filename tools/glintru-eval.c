@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "safetensors.h"
+#include "util.h"
 #include "train.h"
 
 static void
@@ -21,32 +22,6 @@ usage(FILE *f)
 			"                    [--min-item-count N] [--seed N] [--threads N]\n"
 			"Items the model does not know are dropped from the histories (this repeats\n"
 			"the item filter the model was trained with).\n");
-}
-
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-	{
-		fclose(f);
-		return NULL;
-	}
-	buf = malloc(n > 0 ? (size_t) n : 1);
-	if (!buf || fread(buf, 1, (size_t) n, f) != (size_t) n)
-	{
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len = (size_t) n;
-	return buf;
 }
 
 int
@@ -144,7 +119,7 @@ main(int argc, char **argv)
 	else
 	{
 		size_t		len;
-		uint8_t    *buf = read_file(model, &len);
+		uint8_t    *buf = glintru_read_file(model, &len);
 		GlintruModel *m;
 		GlintruNet *net;
 

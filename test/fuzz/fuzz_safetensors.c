@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "rank.h"
 #include "kernels.h"
 #include "model.h"
 #include "safetensors.h"

@@ -46,13 +46,13 @@ fi
 command -v python3 >/dev/null || { bad "python3 is needed to generate the seed corpus"; exit 1; }
 
 # ---- build
-SRC=${GLINTRU_FUZZ_SRC:-src}     # another tree's src/ (e.g. with a fix applied) for checking a patch
+SRC=${GLINTRU_FUZZ_SRC:-src/core}     # another tree's src/core (e.g. with a fix applied) for checking a patch
 OB_INC=/usr/include/x86_64-linux-gnu/openblas-serial
 OB_LIB=/usr/lib/x86_64-linux-gnu/openblas-serial
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=all -I$OB_INC -I$SRC"
 LIBS="-L$OB_LIB -Wl,-rpath,$OB_LIB -lopenblas -lm"
-CORE="$SRC/model.c $SRC/kernels.c $SRC/forward.c $SRC/safetensors.c"
+CORE="$SRC/model.c $SRC/kernels.c $SRC/forward.c $SRC/rank.c $SRC/safetensors.c $SRC/util.c"
 mkdir -p "$OUT/artifacts"
 targets=(safetensors)
 have_tsv=0

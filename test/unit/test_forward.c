@@ -5,38 +5,16 @@
  *
  * usage: test_forward DIR...   (each DIR holds model.safetensors, cases.jsonl)
  */
-#include "../../src/forward.h"
-#include "../../src/kernels.h"
-#include "../../src/safetensors.h"
+#include "forward.h"
+#include "rank.h"
+#include "kernels.h"
+#include "safetensors.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t) n + 1);
-	if (fread(buf, 1, (size_t) n, f) != (size_t) n)
-	{
-		fclose(f);
-		free(buf);
-		return NULL;
-	}
-	fclose(f);
-	*len = (size_t) n;
-	return buf;
-}
 
 /* numbers of the JSON array that follows "key": in line */
 static int
@@ -95,7 +73,7 @@ run_dir(const char *dir)
 				worst_incr = 0;
 
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	buf = read_file(path, &len);
+	buf = glintru_read_file(path, &len);
 	if (!buf)
 	{
 		printf("FAIL cannot read %s\n", path);

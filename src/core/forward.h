@@ -1,7 +1,6 @@
 /*
  * forward.h — the exact GLINT-RU forward pass (SPEC §1), organised around a
- * user's incremental state (SPEC §1, "Incremental evaluation"), and top-k
- * selection over the catalogue.
+ * user's incremental state (SPEC §1, "Incremental evaluation").
  *
  * A state summarises a window of m ≤ L item rows: the committed GRU state
  * h_{m-2} and gate output G_{m-2} (the last slot whose inputs are all real
@@ -82,20 +81,5 @@ void		glintru_state_user_vector(const GlintruModel *m, const GlintruState *s,
 /* u = the user vector of a history (build + user vector). n >= 1. */
 void		glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
 										float *u, float *scratch);
-
-/* One recommended item: its row and score. */
-typedef struct GlintruScored
-{
-	int32_t		row;
-	float		score;
-} GlintruScored;
-
-/*
- * The k best rows of scores[1 .. n_rows-1] (row 0, the padding item, is never
- * recommended), best first, ties to the lower row, skipping rows for which
- * exclude[row] is set (exclude may be NULL).  Returns how many were written.
- */
-int			glintru_top_k(const float *scores, int64_t n_rows, const uint8_t *exclude,
-						  int k, GlintruScored *out);
 
 #endif							/* GLINTRU_FORWARD_H */

@@ -53,6 +53,7 @@
 #include <math.h>
 
 #include "forward.h"
+#include "rank.h"
 #include "glintru.h"
 #include "kernels.h"
 
@@ -1528,24 +1529,6 @@ user_vector_from_state(const GlintruModel *m, int32 att_id, int64 user_id, float
 	return true;
 }
 
-static int
-popular_items(const GlintruModel *m, int k, GlintruScored *best)
-{
-	const int32 *order = glintru_popular_rows(m);
-	const float *pop = glintru_popularity(m);
-	int			nb = 0;
-
-	if (order == NULL)
-		return 0;
-	for (int64 i = 0; i < m->config.n_rows - 1 && nb < k; i++)
-	{
-		best[nb].row = order[i];
-		best[nb].score = pop[order[i]];
-		nb++;
-	}
-	return nb;
-}
-
 static void
 check_k(int32 k)
 {
@@ -1596,7 +1579,7 @@ glintru_recommend(PG_FUNCTION_ARGS)
 			nb = glintru_top_k(scores, n_rows, exclude, kk, best);
 		}
 		else
-			nb = popular_items(m, kk, best);	/* a user with no state */
+			nb = glintru_popular_top_k(m, kk, best);	/* a user with no state */
 		for (int i = 0; i < nb; i++)
 		{
 			Datum		values[2] = {Int64GetDatum(glintru_item_ids(m)[best[i].row]), Float4GetDatum(best[i].score)};
@@ -1691,7 +1674,7 @@ glintru_recommend_batch(PG_FUNCTION_ARGS)
 						memset(exclude + (size_t) slot_of[j] * n_rows, 0, n_rows);
 				}
 				else
-					nb = popular_items(m, kk, best);
+					nb = glintru_popular_top_k(m, kk, best);
 				for (int i = 0; i < nb; i++)
 				{
 					Datum		values[3] = {elems[b0 + j], Int64GetDatum(glintru_item_ids(m)[best[i].row]),

@@ -12,6 +12,7 @@
 #include "utils/lsyscache.h"
 
 #include "forward.h"
+#include "rank.h"
 #include "glintru.h"
 #include "kernels.h"
 
@@ -141,19 +142,8 @@ glintru_recommend_history(PG_FUNCTION_ARGS)
 			nb = glintru_top_k(scores, n_rows, seen, kk, best);
 			pfree(scores);
 		}
-		else if (glintru_popular_rows(m))
-		{
-			/* no known history: the most popular items, scored by their count */
-			const int32 *order = glintru_popular_rows(m);
-			const float *pop = glintru_popularity(m);
-
-			for (int64 i = 0; i < n_rows - 1 && nb < kk; i++)
-			{
-				best[nb].row = order[i];
-				best[nb].score = pop[order[i]];
-				nb++;
-			}
-		}
+		else
+			nb = glintru_popular_top_k(m, kk, best);	/* no known history */
 		for (int i = 0; i < nb; i++)
 		{
 			Datum		values[2];

@@ -28,6 +28,7 @@
 #include "train.h"
 #include "kernels.h"
 #include "metrics.h"
+#include "util.h"
 
 typedef GlintruReal R;
 
@@ -166,25 +167,17 @@ dropout_bwd(R *dx, const R *mask, size_t n)
  * which keeps training deterministic for a seed, and a gradient check sees
  * the same masks on every evaluation.
  */
-static inline uint64_t
-mix64(uint64_t z)
-{
-	z += 0x9E3779B97F4A7C15ull;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 static void
 make_mask_row(R *m, int n, double p, uint64_t seed, uint64_t uid, int pos, int layer)
 {
-	uint64_t	base = mix64(seed ^ mix64(uid * 0x100000001B3ull + (uint64_t) pos * 131 + (uint64_t) layer));
+	uint64_t	base = glintru_mix64(seed ^ glintru_mix64(uid * 0x100000001B3ull + (uint64_t) pos * 131 + (uint64_t) layer));
 	uint32_t	thr = (uint32_t) (p * 4294967296.0);
 	R			keep = (R) (1.0 / (1.0 - p));
 
 	for (int j = 0; j < n; j++)
 	{
-		uint32_t	u = (uint32_t) (mix64(base + (uint64_t) j) >> 32);
+		uint32_t	u = (uint32_t) (glintru_mix64(base + (uint64_t) j) >> 32);
 
 		m[j] = u < thr ? 0 : keep;
 	}
@@ -1753,8 +1746,8 @@ glintru_net_free(GlintruNet *net)
 static double
 rng_uniform(uint64_t *st)
 {
-	*st += 0x9E3779B97F4A7C15ull;
-	return (double) (mix64(*st) >> 11) * (1.0 / 9007199254740992.0);
+	*st += GLINTRU_SPLITMIX64_GAMMA;
+	return (double) (glintru_mix64(*st) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static double
@@ -1777,7 +1770,7 @@ rng_normal(uint64_t *st)
 void
 glintru_net_init(GlintruNet *net, uint64_t seed)
 {
-	uint64_t	st = mix64(seed ^ 0x5EEDull);
+	uint64_t	st = glintru_mix64(seed ^ 0x5EEDull);
 	int			d = net->d;
 
 	for (int t = 0; t < GT_COUNT; t++)
@@ -2397,12 +2390,12 @@ glintru_train(const GlintruSplit *split, const GlintruTrainOptions *opt,
 	{
 		double		t0 = now_seconds();
 		double		loss_sum = 0;
-		uint64_t	st = mix64(opt->seed ^ (0xE90C00ull + (uint64_t) epoch));
+		uint64_t	st = glintru_mix64(opt->seed ^ (0xE90C00ull + (uint64_t) epoch));
 
 		/* shuffle the windows (Fisher–Yates, seeded per epoch) */
 		for (int64_t i = n_chunks - 1; i > 0; i--)
 		{
-			int64_t		j = (int64_t) (mix64(st + (uint64_t) i) % (uint64_t) (i + 1));
+			int64_t		j = (int64_t) (glintru_mix64(st + (uint64_t) i) % (uint64_t) (i + 1));
 			int64_t		tmp = order[i];
 
 			order[i] = order[j];
@@ -2442,7 +2435,7 @@ glintru_train(const GlintruSplit *split, const GlintruTrainOptions *opt,
 						while (end < nb && acc + bch[end].len <= rows * (t + 1) / nt)
 							acc += bch[end++].len;
 					jobs[t] = (StepJob) {net, bch + start, end - start,
-						{true, opt->p_emb, opt->p_att, opt->p_inner, mix64(opt->seed + (uint64_t) epoch)},
+						{true, opt->p_emb, opt->p_att, opt->p_inner, glintru_mix64(opt->seed + (uint64_t) epoch)},
 						1.0 / (double) tg, grads[t], works[t], 0};
 					start = end;
 				}

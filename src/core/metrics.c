@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "util.h"
 
 #define N_NEG 100
 
@@ -137,16 +138,6 @@ glintru_ranker_free(GlintruRanker *r)
 	free(r);
 }
 
-static inline uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t	z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 /* Draw up to N_NEG distinct unmarked rows; marks them as it goes. */
 static int
 draw_negatives(GlintruRanker *r, uint64_t user_key)
@@ -167,7 +158,7 @@ draw_negatives(GlintruRanker *r, uint64_t user_key)
 		tries++;
 		if (r->cdf)
 		{
-			double		u = (double) (rng_next(&st) >> 11) * (1.0 / 9007199254740992.0) * total;
+			double		u = (double) (glintru_splitmix64(&st) >> 11) * (1.0 / 9007199254740992.0) * total;
 			int64_t		lo = 1,
 						hi = N1 - 1;
 
@@ -188,7 +179,7 @@ draw_negatives(GlintruRanker *r, uint64_t user_key)
 		{
 			if (N1 <= 1)
 				break;
-			j = 1 + (int64_t) (rng_next(&st) % (uint64_t) (N1 - 1));
+			j = 1 + (int64_t) (glintru_splitmix64(&st) % (uint64_t) (N1 - 1));
 		}
 		if (r->mark[j])
 			continue;
