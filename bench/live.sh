@@ -55,80 +55,18 @@ ISECS=${BENCH_INSERT_SECONDS:-15}
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 COPY_ROUNDS=${BENCH_COPY_ROUNDS:-2}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
-PGBIN=$(pg_config --bindir)   # replaced by the private copy below
-OB_INC=/usr/include/x86_64-linux-gnu/openblas-serial
-OB_LIB=/usr/lib/x86_64-linux-gnu/openblas-serial
-T_START=$(date +%s)
+. bench/lib.sh
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-log() { echo "[$(($(date +%s) - T_START))s] $*" >&2; }
 
 [ -f "$MODEL" ] || { echo "missing $MODEL (set GLINTRU_SHARED)" >&2; exit 1; }
 [ -f "$DATA" ] || { echo "missing $DATA (set GLINTRU_SHARED)" >&2; exit 1; }
 
-# ---- work dir ----
-W=$(mktemp -d /tmp/glintru-live-bench.XXXXXX)
-chmod 755 "$W"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-STARTED=0
-cleanup() {
-  [ "$STARTED" = 1 ] && as_pg "$PGBIN/pg_ctl" -D "$W/data" -m fast stop >/dev/null 2>&1 || true
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-
-# ---- build: a copy of the working tree (or of $BENCH_REV) into a private PostgreSQL tree ----
-SRC=$W/src
-mkdir -p "$SRC"
-if [ -n "${BENCH_REV:-}" ]; then
-  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$SRC"
-  SRCDESC="git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
-elif [ -n "${BENCH_SRC:-}" ]; then
-  cp -r "$BENCH_SRC/Makefile" "$BENCH_SRC/glintru.control" "$BENCH_SRC/sql" "$BENCH_SRC/src" "$BENCH_SRC/tools" "$SRC/"
-  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
-  SRCDESC="copy of $BENCH_SRC (BENCH_SRC)"
-else
-  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
-  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
-  SRCDESC="working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
-fi
-log "source: $SRCDESC"
-if [ "${GLINTRU_BENCH_BUILD:-1}" != 0 ]; then
-  log "build + install the extension into a private PostgreSQL tree ($W/pg)"
-  PGROOT=$W/pg/usr
-  mkdir -p "$PGROOT/lib/postgresql/15" "$PGROOT/share/postgresql"
-  cp -a "$PGBIN" "$PGROOT/lib/postgresql/15/bin"          # real copies: paths resolve from here
-  cp -as "$(pg_config --pkglibdir)" "$PGROOT/lib/postgresql/15/lib"
-  cp -as "$(pg_config --sharedir)" "$PGROOT/share/postgresql/15"
-  rm -f "$PGROOT"/lib/postgresql/15/lib/glintru.so "$PGROOT"/share/postgresql/15/extension/glintru*
-  { make -C "$SRC" with_llvm=no && make -C "$SRC" with_llvm=no install DESTDIR="$W/pg"; } \
-    >"$W/build.log" 2>&1 || { cat "$W/build.log"; exit 1; }
-  PGBIN=$PGROOT/lib/postgresql/15/bin
-  [ "$("$PGBIN/pg_config" --sharedir)" = "$PGROOT/share/postgresql/15" ] \
-    || { echo "relocated PostgreSQL copy does not resolve its own paths" >&2; exit 1; }
-else
-  log "GLINTRU_BENCH_BUILD=0: using the extension installed in $PGBIN"
-fi
-mkdir -p "$W/bin"
-# the core objects as the extension's Makefile builds them (same per-file flags), linked
-# without the PostgreSQL glue
-[ -f "$SRC/src/core/kernels.o" ] || make -C "$SRC" with_llvm=no src/core/model.o src/core/kernels.o src/core/forward.o src/core/safetensors.o src/core/rank.o >>"$W/build.log" 2>&1
-cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src/core" "$ROOT/bench/live_core.c" \
-  "$SRC/src/core/model.o" "$SRC/src/core/kernels.o" "$SRC/src/core/forward.o" "$SRC/src/core/safetensors.o" "$SRC/src/core/rank.o" \
-  -L"$OB_LIB" -Wl,-rpath,"$OB_LIB" -lopenblas -lm -o "$W/bin/live_core"
-[ "$(id -u)" = 0 ] && chown postgres "$W"
+bench_init live-bench
+bench_build
+bench_core_tool live_core
 
 # ---- cluster ----
-PORT=${BENCH_PORT:-$((20000 + RANDOM % 20000))}
-log "throwaway cluster on port $PORT, socket dir $W"
-as_pg "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync >"$W/initdb.log" 2>&1 \
-  || { cat "$W/initdb.log"; exit 1; }
-as_pg "$PGBIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w -o \
-  "-p $PORT -k $W -c listen_addresses='' -c shared_preload_libraries=glintru -c fsync=off -c synchronous_commit=off -c full_page_writes=on -c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=1h -c jit=off" \
-  start >/dev/null || { cat "$W/server.log"; exit 1; }
-STARTED=1
-export PGHOST=$W PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+bench_cluster fsync=off synchronous_commit=off full_page_writes=on shared_buffers=256MB max_wal_size=8GB checkpoint_timeout=1h jit=off
 # run SQL with \timing, print the milliseconds of the last statement
 timed() { psql -X -q -v ON_ERROR_STOP=1 -c '\timing on' "$@" | awk '/^Time:/ {t = $2} END {print t}'; }
 

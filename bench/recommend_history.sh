@@ -37,59 +37,13 @@ MODEL=$SHARED/golden/ml1m-shape/model.safetensors
 REF=$SHARED/reference
 SECS=${BENCH_SECONDS:-6}
 SEED=${BENCH_SEED:-20250}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
-PGBIN=$(pg_config --bindir)   # replaced by the private copy below
-OB_INC=/usr/include/x86_64-linux-gnu/openblas-serial
-OB_LIB=/usr/lib/x86_64-linux-gnu/openblas-serial
-T_START=$(date +%s)
-log() { echo "[$(($(date +%s) - T_START))s] $*" >&2; }
+. bench/lib.sh
 
 [ -f "$MODEL" ] || { echo "missing $MODEL (set GLINTRU_SHARED)" >&2; exit 1; }
 
-# ---- work dir ----
-W=$(mktemp -d /tmp/glintru-bench.XXXXXX)
-chmod 755 "$W"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-STARTED=0
-cleanup() {
-  if [ "$STARTED" = 1 ]; then as_pg "$PGBIN/pg_ctl" -D "$W/data" -m fast stop >/dev/null 2>&1 || true; fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-
-# ---- build: a copy of the working tree (or of git revision $BENCH_REV), installed
-# into a private, relocated copy of the PostgreSQL installation under $W, so that
-# neither concurrent edits/installs nor this run disturb anyone else ----
-SRC=$W/src
-mkdir -p "$SRC"
-if [ -n "${BENCH_REV:-}" ]; then
-  git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$SRC"
-  log "source: git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
-else
-  cp -r "$ROOT/Makefile" "$ROOT/glintru.control" "$ROOT/sql" "$ROOT/src" "$ROOT/tools" "$SRC/"
-  rm -f "$SRC"/src/*/*.o "$SRC"/src/*/*.bc
-  log "source: working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
-fi
-if [ "${GLINTRU_BENCH_BUILD:-1}" != 0 ]; then
-  log "build + install the extension into a private PostgreSQL tree ($W/pg)"
-  PGROOT=$W/pg/usr
-  mkdir -p "$PGROOT/lib/postgresql/15" "$PGROOT/share/postgresql"
-  cp -a "$PGBIN" "$PGROOT/lib/postgresql/15/bin"          # real copies: paths resolve from here
-  cp -as "$(pg_config --pkglibdir)" "$PGROOT/lib/postgresql/15/lib"
-  cp -as "$(pg_config --sharedir)" "$PGROOT/share/postgresql/15"
-  rm -f "$PGROOT"/lib/postgresql/15/lib/glintru.so "$PGROOT"/share/postgresql/15/extension/glintru*
-  { make -C "$SRC" with_llvm=no && make -C "$SRC" with_llvm=no install DESTDIR="$W/pg"; } \
-    >"$W/build.log" 2>&1 || { cat "$W/build.log"; exit 1; }
-  PGBIN=$PGROOT/lib/postgresql/15/bin
-  [ "$("$PGBIN/pg_config" --sharedir)" = "$PGROOT/share/postgresql/15" ] \
-    || { echo "relocated PostgreSQL copy does not resolve its own paths" >&2; exit 1; }
-else
-  log "GLINTRU_BENCH_BUILD=0: using the extension installed in $PGBIN"
-fi
-mkdir -p "$W/bin"
-cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$OB_INC" -I"$SRC/src/core" "$ROOT/bench/score_bench.c" \
-  "$SRC/src/core/model.c" "$SRC/src/core/kernels.c" "$SRC/src/core/forward.c" "$SRC/src/core/safetensors.c" "$SRC/src/core/rank.c" "$SRC/src/core/util.c" \
-  -L"$OB_LIB" -Wl,-rpath,"$OB_LIB" -lopenblas -lm -o "$W/bin/score_bench"
+bench_init bench
+bench_build
+bench_core_tool score_bench
 SB=$W/bin/score_bench
 [ "$(id -u)" = 0 ] && chown postgres "$W"
 
@@ -102,16 +56,7 @@ $SB hist "$W/big.safetensors" "$SEED" 50 >"$W/hist_big.txt"
 chmod 644 "$W"/*.safetensors "$W"/*.txt
 
 # ---- cluster ----
-PORT=${BENCH_PORT:-$((20000 + RANDOM % 20000))}
-log "throwaway cluster on port $PORT, socket dir $W"
-as_pg "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync >"$W/initdb.log" 2>&1 \
-  || { cat "$W/initdb.log"; exit 1; }
-as_pg "$PGBIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w -o \
-  "-p $PORT -k $W -c listen_addresses='' -c shared_preload_libraries=glintru -c glintru.shared_memory_size=600MB -c fsync=off -c synchronous_commit=off -c max_wal_size=4GB -c jit=off" \
-  start >/dev/null || { cat "$W/server.log"; exit 1; }
-STARTED=1
-export PGHOST=$W PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+bench_cluster glintru.shared_memory_size=600MB fsync=off synchronous_commit=off max_wal_size=4GB jit=off
 q -c "CREATE EXTENSION glintru" >/dev/null \
   || { echo "CREATE EXTENSION failed: is the working tree mid-edit? BENCH_REV=HEAD benchmarks the last commit" >&2; exit 1; }
 q -c "SELECT glintru_load_model_file('m', '$MODEL')" >/dev/null

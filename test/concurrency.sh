@@ -26,10 +26,19 @@ MODEL=test/data/small/model.safetensors
 WORKERS=4
 ROUNDS=120
 TMP=$(mktemp -d /tmp/glintru-conc.XXXXXX)
-failed=0
-ok() { echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
+. test/lib.sh
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+# Poll (every 0.1 s, at most TRIES times) until exactly one other session of
+# this database matches the pg_stat_activity condition COND.
+wait_for_session() {  # COND TRIES
+  local n
+  for _ in $(seq 1 "$2"); do
+    n=$(q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND $1")
+    [ "$n" = 1 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 cleanup() {
   # background sessions of this script, by their own pids
   for p in $(jobs -p); do kill "$p" 2>/dev/null; done
@@ -174,12 +183,7 @@ COMMIT;
 SQL
 holder=$!
 # wait until it sleeps inside the open transaction
-for _ in $(seq 1 100); do
-  n=$(q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()")
-  [ "$n" = 1 ] && break
-  sleep 0.1
-done
-[ "$n" = 1 ] || bad "holder session did not start"
+wait_for_session "query LIKE '%pg_sleep(6)%' AND state = 'active'" 100 || bad "holder session did not start"
 
 t0=$(date +%s%N)
 if out=$(q 2>&1 <<'SQL'
@@ -218,12 +222,7 @@ INSERT INTO events VALUES (1, 157, 10000006);
 SELECT 'inserted', (extract(epoch FROM clock_timestamp()) * 1e6)::bigint;
 SQL
 waiter=$!
-for _ in $(seq 1 50); do
-  n=$(q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%(1, 157, 10000006)%' AND wait_event_type = 'Lock'")
-  [ "$n" = 1 ] && break
-  sleep 0.1
-done
-if [ "$n" = 1 ]; then ok "an insert for user 1 without timeout is waiting on a lock"; else bad "the insert for user 1 without timeout is not waiting on a lock"; fi
+if wait_for_session "query LIKE '%(1, 157, 10000006)%' AND wait_event_type = 'Lock'" 50; then ok "an insert for user 1 without timeout is waiting on a lock"; else bad "the insert for user 1 without timeout is not waiting on a lock"; fi
 wait "$holder"; hrc=$?
 wait "$waiter"; wrc=$?
 committed=$(awk -F'|' '$1 == "committing" {print $2}' "$TMP/holder.out")
@@ -243,6 +242,4 @@ else
   bad "after the lock tests: users states problems mismatches = $res"
 fi
 
-if [ "$failed" = 0 ]; then echo "concurrency: all passed"; exit 0; fi
-echo "concurrency: $failed failed"
-exit 1
+test_summary concurrency

@@ -32,15 +32,11 @@ PORT=${GLINTRU_CRASH_PORT:-5482}
 MODEL=$ROOT/test/data/small/model.safetensors
 COPY_ROWS=${GLINTRU_CRASH_COPY_ROWS:-200000}
 T0=$(date +%s%N)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
+. test/lib.sh
 
 # the server maps the installed library: a `make install` by someone else during the run
 # rewrites it in place under the running server (crashes, mixed code) — detected below
-SO=$(pg_config --pkglibdir)/glintru.so
-SO_SUM=$(sha256sum "$SO" | cut -c1-16)
+so_guard_start
 
 DIR=$(mktemp -d /tmp/grel-crash.XXXXXX)
 chmod 755 "$DIR"
@@ -344,7 +340,5 @@ verify "after more inserts" clicks
 errs=$(grep -cE 'PANIC|TRAP|could not (write|lock|create|read) the|unreadable state|invalid (memory alloc|page)|corrupt' "$LOG")
 [ "$errs" = 0 ] && ok "server log: no PANIC, assertion or glintru state error" || { bad "server log: $errs suspicious lines"; grep -E 'PANIC|TRAP|could not (write|lock|create|read) the|unreadable state|invalid (memory alloc|page)|corrupt' "$LOG" | head -5; }
 
-[ "$(sha256sum "$SO" | cut -c1-16)" = "$SO_SUM" ] && ok "$SO unchanged during the run ($SO_SUM…)" \
-  || bad "$SO was replaced during the run (make install elsewhere?): the results above are not trustworthy, run again"
-echo "crash: $passed passed, $failed failed ($(elapsed "$T0"))"
-[ "$failed" = 0 ]
+so_guard_check
+test_summary crash "$(elapsed "$T0")"

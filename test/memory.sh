@@ -7,9 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tools/cluster.sh
-failed=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAILED: $*"; failed=1; }
+. test/lib.sh
 DIR=$(mktemp -d /tmp/glintru-memory.XXXXXX); chmod 755 "$DIR"
 trap 'cluster_stop "$DIR/a"; cluster_stop "$DIR/b"; rm -rf "$DIR"' EXIT
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
@@ -45,4 +43,4 @@ mode=$(q -c "SELECT glintru_recommend_history('big', ARRAY[1001], 1) IS NOT NULL
 [ "$mode" = "private true 1" ] && ok "glintru_memory(): private copy reported" || bad "glintru_memory() without preloading: $mode"
 inshm=$(q -c "SELECT bool_or(in_shared_memory) FROM glintru_models()")
 [ "$inshm" = f ] && ok "glintru_models(): nothing in shared memory without preloading" || bad "in_shared_memory without preloading: $inshm"
-exit $failed
+test_summary "memory"

@@ -8,9 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 DB=glintru_model_swap
-failed=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAILED: $*"; failed=1; }
+. test/lib.sh
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null || exit 1
 q() { psql -X -q -At -d "$DB" "$@"; }
 w=$(od -An -v -tx1 test/data/small/model.safetensors | tr -d ' \n')
@@ -71,4 +69,4 @@ wait
   || bad "training while serving: $(head -2 "$TMP/train.err" "$TMP/rec.err")"
 rm -rf "$TMP"
 psql -X -q -d postgres -c "DROP DATABASE $DB" >/dev/null
-exit $failed
+test_summary "model swap"

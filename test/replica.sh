@@ -33,15 +33,11 @@ P1=${GLINTRU_REPLICA_PORT:-5480}
 P2=$((P1 + 1))
 MODEL=$ROOT/test/data/small/model.safetensors
 T0=$(date +%s%N)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
+. test/lib.sh
 
 # the server maps the installed library: a `make install` by someone else during the run
 # rewrites it in place under the running server (crashes, mixed code) — detected below
-SO=$(pg_config --pkglibdir)/glintru.so
-SO_SUM=$(sha256sum "$SO" | cut -c1-16)
+so_guard_start
 
 DIR=$(mktemp -d /tmp/grel-replica.XXXXXX)
 chmod 755 "$DIR"
@@ -299,8 +295,6 @@ errs=$(grep -E 'ERROR|FATAL|PANIC' "$DIR/standby/server.log" | grep -vc 'no inte
 perrs=$(grep -E 'ERROR|FATAL|PANIC' "$DIR/primary/server.log" | grep -vc 'the two mix logits')
 [ "$perrs" = 0 ] && ok "primary log has no ERROR/FATAL/PANIC" || { bad "primary log has $perrs errors"; grep -E 'ERROR|FATAL|PANIC' "$DIR/primary/server.log" | head -5; }
 
-[ "$(sha256sum "$SO" | cut -c1-16)" = "$SO_SUM" ] && ok "$SO unchanged during the run ($SO_SUM…)" \
-  || bad "$SO was replaced during the run (make install elsewhere?): the results above are not trustworthy, run again"
+so_guard_check
 ms=$(( ($(date +%s%N) - T0) / 1000000 ))
-printf 'replica: %d passed, %d failed (%d.%01d s)\n' "$passed" "$failed" $((ms / 1000)) $((ms % 1000 / 100))
-[ "$failed" = 0 ]
+test_summary replica "$((ms / 1000)).$((ms % 1000 / 100)) s"

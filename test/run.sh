@@ -13,10 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SHARED=${GLINTRU_SHARED:-$ROOT/../shared}
 export PATH=/usr/lib/postgresql/15/bin:$PATH
-passed=0
-failed=0
-ok() { passed=$((passed + ${2:-1})); echo "ok: $1"; }
-bad() { failed=$((failed + ${2:-1})); echo "FAILED: $1"; }
+. test/lib.sh
 
 echo "== build (-Werror) and install"
 make -s with_llvm=no GLINTRU_WERROR=-Werror >/tmp/glintru-build.log 2>&1 \
@@ -87,7 +84,7 @@ if [ -d "$SHARED/golden" ]; then
               -v dir="$fx" -v model="golden_$name" -f test/parity.psql 2>&1 | tail -1)
       IFS='|' read -r cases uv top <<<"$res"
       if [ -n "$cases" ] && [ "$cases" -gt 0 ] 2>/dev/null && [ "$uv" = "$cases" ] && [ "$top" = "$cases" ]; then
-        ok "parity $name: $cases cases, user vectors and top-10 agree" "$cases"
+        ok_n "$cases" "parity $name: $cases cases, user vectors and top-10 agree"
       else
         bad "parity $name: $res"
       fi

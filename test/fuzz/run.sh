@@ -21,10 +21,7 @@ cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
 OUT=${FUZZ_OUT:-$ROOT/build/fuzz}
-failed=0
-passed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+. test/lib.sh
 
 # ---- toolchain: clang + the libFuzzer runtime (Debian 12: clang-14, libclang-rt-14-dev)
 CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
@@ -134,5 +131,4 @@ for t in "${fuzz_targets[@]}"; do
   fi
 done
 
-echo "fuzz: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+test_summary fuzz
