@@ -442,20 +442,19 @@ attention_expert(const GlintruModel *m, const GlintruState *s, const float *x, c
 				  m->config.layer_norm_eps);
 }
 
-/*
- * Z = LN(dense((w₀ Y + w₁ A) ⊙ gelu(dense2(x))) + x): the softmax mix of the
- * two experts, taken in double so that large logits cannot overflow.
- */
+/* Z = LN(dense((w₀ Y + w₁ A) ⊙ gelu(dense2(x))) + x): the experts mixed by learned softmax weights. */
 static void
 mix_experts(const GlintruModel *m, const float *x, const Scratch *sc)
 {
 	const int	d = m->config.d;
 	const float *lg = glintru_param(m, GT_MIX_LOGITS);
-	double		mx = lg[0] > lg[1] ? lg[0] : lg[1];
-	double		e0 = exp(lg[0] - mx),
-				e1 = exp(lg[1] - mx);
-	float		w0 = (float) (e0 / (e0 + e1)),
-				w1 = (float) (e1 / (e0 + e1));
+	double		w[2];
+	float		w0,
+				w1;
+
+	glintru_softmax2(lg[0], lg[1], w);
+	w0 = (float) w[0];
+	w1 = (float) w[1];
 
 	glintru_linear(x, 1, d, glintru_param(m, GT_DENSE2_W), glintru_param(m, GT_DENSE2_B), d, sc->g2);
 	for (int i = 0; i < d; i++)

@@ -100,6 +100,18 @@ glintru_elu_l2_heads(float *x, int n, int d, int n_heads)
 		}
 }
 
+/* The larger logit is subtracted first, so that large logits cannot overflow exp. */
+void
+glintru_softmax2(double l0, double l1, double w[2])
+{
+	double		mx = l0 > l1 ? l0 : l1;
+	double		e0 = exp(l0 - mx),
+				e1 = exp(l1 - mx);
+
+	w[0] = e0 / (e0 + e1);
+	w[1] = e1 / (e0 + e1);
+}
+
 /* Exact erf GELU, not the tanh approximation: the published model uses nn.GELU(). */
 float
 glintru_gelu(float x)
