@@ -21,6 +21,7 @@ typedef struct Triple
 	int64_t		line;
 } Triple;
 
+/* User, then order, then file line: ties keep file order, so the sort is deterministic. */
 static int
 cmp_triple(const void *a, const void *b)
 {
@@ -34,6 +35,7 @@ cmp_triple(const void *a, const void *b)
 	return (x->line > y->line) - (x->line < y->line);
 }
 
+/* The one place histories are laid out, shared by the file reader and the SQL glue. */
 static bool
 build_from_triples(Triple *t, int64_t n, GlintruInteractions *out, char *err, size_t errlen)
 {
@@ -75,6 +77,7 @@ build_from_triples(Triple *t, int64_t n, GlintruInteractions *out, char *err, si
 	return true;
 }
 
+/* Without an order column the array order is the time order. */
 bool
 glintru_interactions_from_triples(const int64_t *users, const int64_t *items, const int64_t *order,
 								  int64_t n, GlintruInteractions *out, char *err, size_t errlen)
@@ -116,6 +119,7 @@ parse_i64(const char *s, int64_t *v)
 	return true;
 }
 
+/* Strict like parse_i64, and finite only: the order column feeds a sort. */
 static bool
 parse_f64(const char *s, double *v)
 {
@@ -129,6 +133,7 @@ parse_f64(const char *s, double *v)
 	return errno == 0 && *end == '\0' && isfinite(*v);
 }
 
+/* Decompression is chosen by suffix alone, so that a plain file never goes through a shell. */
 static bool
 ends_with(const char *s, const char *suf)
 {
@@ -138,29 +143,25 @@ ends_with(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-bool
-glintru_read_interactions(const char *path, GlintruInteractions *out, char *err, size_t errlen)
+/* Positions of the columns the header line names (-1: absent). */
+typedef struct Columns
+{
+	int			user,
+				item,
+				order,
+				n;
+} Columns;
+
+/* An .xz file is read through xz -dc, so that the shared datasets need no unpacked copy. */
+static FILE *
+open_input(const char *path, bool piped, char *err, size_t errlen)
 {
 	FILE	   *f;
-	bool		piped = ends_with(path, ".xz");
-	char	   *line = NULL;
-	size_t		cap = 0;
-	ssize_t		len;
-	int			col_user = -1,
-				col_item = -1,
-				col_order = -1,
-				ncols = 0;
-	Triple	   *t = NULL;
-	int64_t		n = 0,
-				tcap = 0,
-				lineno = 0;
-	bool		ok = false;
 
-	memset(out, 0, sizeof(*out));
 	if (access(path, R_OK) != 0)
 	{
 		snprintf(err, errlen, "cannot read \"%s\": %s", path, strerror(errno));
-		return false;
+		return NULL;
 	}
 	if (piped)
 	{
@@ -172,7 +173,7 @@ glintru_read_interactions(const char *path, GlintruInteractions *out, char *err,
 		if (!cmd)
 		{
 			snprintf(err, errlen, "out of memory");
-			return false;
+			return NULL;
 		}
 		p = cmd + sprintf(cmd, "xz -dc -- '");
 		for (const char *s = path; *s; s++)
@@ -192,97 +193,134 @@ glintru_read_interactions(const char *path, GlintruInteractions *out, char *err,
 	else
 		f = fopen(path, "r");
 	if (!f)
-	{
 		snprintf(err, errlen, "cannot open \"%s\": %s", path, strerror(errno));
+	return f;
+}
+
+/*
+ * The header line: columns found by name, splitting at every tab exactly as
+ * the rows are split (an empty name, e.g. pandas' index column, is a column
+ * too; strtok would merge it away and shift the rest).
+ */
+static bool
+read_header(char *line, const char *path, Columns *col, char *err, size_t errlen)
+{
+	int			c = 0;
+
+	for (char *tok = line;; c++)
+	{
+		char	   *tab = strchr(tok, '\t');
+
+		if (tab)
+			*tab = '\0';
+		if (strcmp(tok, "user_id") == 0)
+			col->user = c;
+		else if (strcmp(tok, "item_id") == 0)
+			col->item = c;
+		else if (col->order < 0 && (strcmp(tok, "seq") == 0 || strcmp(tok, "ts") == 0 ||
+									strcmp(tok, "timestamp") == 0))
+			col->order = c;
+		if (!tab)
+			break;
+		tok = tab + 1;
+	}
+	col->n = c + 1;
+	if (col->user >= 64 || col->item >= 64 || col->order >= 64)
+	{
+		snprintf(err, errlen, "%s: user_id, item_id and the order column must be among the first 64 columns", path);
 		return false;
 	}
+	if (col->user < 0 || col->item < 0 || col->order < 0)
+	{
+		snprintf(err, errlen, "%s: header must name columns user_id, item_id and seq (or ts); missing %s",
+				 path, col->user < 0 ? "user_id" : col->item < 0 ? "item_id" : "seq/ts");
+		return false;
+	}
+	return true;
+}
 
+/* One data line into tr; every field is parsed strictly, so that a shifted column fails loudly. */
+static bool
+read_row(char *line, const char *path, int64_t lineno, const Columns *col, Triple *tr,
+		 char *err, size_t errlen)
+{
+	char	   *fields[64];
+	int			nf = 0;
+	char	   *s = line;
+
+	for (;;)
+	{
+		if (nf < 64)
+			fields[nf++] = s;
+		char	   *tab = strchr(s, '\t');
+
+		if (!tab)
+			break;
+		*tab = '\0';
+		s = tab + 1;
+	}
+	if (nf < col->n && (col->user >= nf || col->item >= nf || col->order >= nf))
+	{
+		snprintf(err, errlen, "%s:%lld: expected %d tab-separated columns, found %d",
+				 path, (long long) lineno, col->n, nf);
+		return false;
+	}
+	if (!parse_i64(fields[col->user], &tr->user))
+	{
+		snprintf(err, errlen, "%s:%lld: user_id \"%.40s\" is not an integer", path, (long long) lineno, fields[col->user]);
+		return false;
+	}
+	if (!parse_i64(fields[col->item], &tr->item))
+	{
+		snprintf(err, errlen, "%s:%lld: item_id \"%.40s\" is not an integer", path, (long long) lineno, fields[col->item]);
+		return false;
+	}
+	if (!parse_f64(fields[col->order], &tr->order))
+	{
+		snprintf(err, errlen, "%s:%lld: order value \"%.40s\" is not a number", path, (long long) lineno, fields[col->order]);
+		return false;
+	}
+	tr->line = lineno;
+	return true;
+}
+
+/* Rows are collected, then sorted once: files need not be grouped by user. */
+bool
+glintru_read_interactions(const char *path, GlintruInteractions *out, char *err, size_t errlen)
+{
+	FILE	   *f;
+	bool		piped = ends_with(path, ".xz");
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		len;
+	Columns		col = {-1, -1, -1, 0};
+	Triple	   *t = NULL;
+	int64_t		n = 0,
+				tcap = 0,
+				lineno = 0;
+	bool		ok = false;
+
+	memset(out, 0, sizeof(*out));
+	f = open_input(path, piped, err, errlen);
+	if (!f)
+		return false;
 	while ((len = getline(&line, &cap, f)) >= 0)
 	{
+		Triple		tr;
+
 		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		if (lineno == 1)
 		{
-			/*
-			 * header: find the columns by name, splitting at every tab exactly
-			 * as the rows are split (an empty name, e.g. pandas' index column,
-			 * is a column too; strtok would merge it away and shift the rest)
-			 */
-			int			c = 0;
-
-			for (char *tok = line;; c++)
-			{
-				char	   *tab = strchr(tok, '\t');
-
-				if (tab)
-					*tab = '\0';
-				if (strcmp(tok, "user_id") == 0)
-					col_user = c;
-				else if (strcmp(tok, "item_id") == 0)
-					col_item = c;
-				else if (col_order < 0 && (strcmp(tok, "seq") == 0 || strcmp(tok, "ts") == 0 ||
-										   strcmp(tok, "timestamp") == 0))
-					col_order = c;
-				if (!tab)
-					break;
-				tok = tab + 1;
-			}
-			ncols = c + 1;
-			if (col_user >= 64 || col_item >= 64 || col_order >= 64)
-			{
-				snprintf(err, errlen, "%s: user_id, item_id and the order column must be among the first 64 columns", path);
+			if (!read_header(line, path, &col, err, errlen))
 				goto done;
-			}
-			if (col_user < 0 || col_item < 0 || col_order < 0)
-			{
-				snprintf(err, errlen, "%s: header must name columns user_id, item_id and seq (or ts); missing %s",
-						 path, col_user < 0 ? "user_id" : col_item < 0 ? "item_id" : "seq/ts");
-				goto done;
-			}
 			continue;
 		}
 		if (len == 0)
 			continue;
-		char	   *fields[64];
-		int			nf = 0;
-		char	   *s = line;
-
-		for (;;)
-		{
-			if (nf < 64)
-				fields[nf++] = s;
-			char	   *tab = strchr(s, '\t');
-
-			if (!tab)
-				break;
-			*tab = '\0';
-			s = tab + 1;
-		}
-		if (nf < ncols && (col_user >= nf || col_item >= nf || col_order >= nf))
-		{
-			snprintf(err, errlen, "%s:%lld: expected %d tab-separated columns, found %d",
-					 path, (long long) lineno, ncols, nf);
+		if (!read_row(line, path, lineno, &col, &tr, err, errlen))
 			goto done;
-		}
-		Triple		tr;
-
-		if (!parse_i64(fields[col_user], &tr.user))
-		{
-			snprintf(err, errlen, "%s:%lld: user_id \"%.40s\" is not an integer", path, (long long) lineno, fields[col_user]);
-			goto done;
-		}
-		if (!parse_i64(fields[col_item], &tr.item))
-		{
-			snprintf(err, errlen, "%s:%lld: item_id \"%.40s\" is not an integer", path, (long long) lineno, fields[col_item]);
-			goto done;
-		}
-		if (!parse_f64(fields[col_order], &tr.order))
-		{
-			snprintf(err, errlen, "%s:%lld: order value \"%.40s\" is not a number", path, (long long) lineno, fields[col_order]);
-			goto done;
-		}
-		tr.line = lineno;
 		if (n == tcap)
 		{
 			tcap = tcap ? tcap * 2 : 1 << 16;
@@ -328,6 +366,7 @@ done:
 	return ok;
 }
 
+/* Zeroed after, so that a second free (an error path, then cleanup) is harmless. */
 void
 glintru_interactions_free(GlintruInteractions *x)
 {
@@ -337,6 +376,7 @@ glintru_interactions_free(GlintruInteractions *x)
 	memset(x, 0, sizeof(*x));
 }
 
+/* Without subtraction, which overflows for ids far apart. */
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -364,6 +404,7 @@ distinct_sorted(const int64_t *v, int64_t n, int64_t **out)
 	return m;
 }
 
+/* Binary search: ids are arbitrary int64, too sparse for a direct table. */
 static int64_t
 find_sorted(const int64_t *s, int64_t n, int64_t key)
 {
@@ -384,6 +425,7 @@ find_sorted(const int64_t *s, int64_t n, int64_t key)
 	return -1;
 }
 
+/* Items only, in one pass: SPEC §4's 5-core drops rare items, never users. */
 int64_t
 glintru_filter_items(GlintruInteractions *x, int64_t min_count)
 {
@@ -479,6 +521,7 @@ split_from_rows(const GlintruInteractions *x, const int32_t *row_of, int64_t n_r
 	return true;
 }
 
+/* Rows numbered by ascending external id, so that a vocabulary does not depend on file order. */
 bool
 glintru_split_build(const GlintruInteractions *x, GlintruSplit *out, char *err, size_t errlen)
 {
@@ -521,6 +564,7 @@ glintru_split_build(const GlintruInteractions *x, GlintruSplit *out, char *err, 
 	return ok;
 }
 
+/* Items the model does not know are dropped, as serving would ignore them. */
 bool
 glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m, GlintruSplit *out,
 						char *err, size_t errlen)
@@ -552,6 +596,7 @@ glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m, Gli
 	return ok;
 }
 
+/* Zeroes the struct, so that freeing twice is harmless. */
 void
 glintru_split_free(GlintruSplit *s)
 {

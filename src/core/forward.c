@@ -1,6 +1,7 @@
 /*
  * forward.c — the exact GLINT-RU forward pass (SPEC §1) through a user's
- * incremental state (see forward.h), and top-k selection.
+ * incremental state (see forward.h): building, pushing and serialising a
+ * state, and the user vector at its last real slot.
  *
  * Only the output at the last real slot m-1 is ever needed, so the
  * position-wise layers run once per request.  The GRU side of the window —
@@ -10,6 +11,9 @@
  * the attention at slot m-1: Σ_t (q̂·k̂_t) v_t over the window's items plus
  * (L-m) copies of the padding slot's term.
  *
+ * All working memory is the caller's scratch, carved by one table
+ * (scratch_layout); the state's vectors likewise (state_layout).
+ *
  * Numeric core: no PostgreSQL headers here.
  */
 #include "forward.h"
@@ -18,18 +22,79 @@
 #include <math.h>
 #include <string.h>
 
-static size_t
-s_floats(const GlintruConfig *cfg)
+#define LENGTH(a) (sizeof(a) / sizeof((a)[0]))
+
+/* One named buffer of a layout table: where its pointer goes, its size. */
+typedef struct Buffer
 {
-	return 4 * (size_t) cfg->d;
+	float	  **at;
+	size_t		floats;
+} Buffer;
+
+/* Places a table's buffers back to back from base (NULL: sizes only), so no offset is written by hand. */
+static size_t
+place(const Buffer *table, size_t n, float *base)
+{
+	size_t		used = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (base)
+			*table[i].at = base + used;
+		used += table[i].floats;
+	}
+	return used;
 }
 
+/* ---- the state's vectors (forward.h) ---- */
+
+/* A state's float vectors by name. */
+typedef struct StateView
+{
+	float	   *h,
+			   *G,
+			   *a_prev,
+			   *a_last;
+} StateView;
+
+/*
+ * Sizes a state's vectors and, given a state, names them: the serialised
+ * order of forward.h, whose glintru_state_rows() relies on their 4·d total.
+ */
+static size_t
+state_layout(size_t d, const GlintruState *s, StateView *v)
+{
+	const Buffer table[] = {
+		{&v->h, d},				/* [d] h_{m-2}, the committed GRU state (0 if m = 1) */
+		{&v->G, d},				/* [d] G_{m-2}, its gate output (0 if m = 1) */
+		{&v->a_prev, d},		/* [d] dense1 of item m-2 (0 if m = 1: conv1d's zero padding) */
+		{&v->a_last, d},		/* [d] dense1 of item m-1 */
+	};
+
+	return place(table, LENGTH(table), s ? glintru_state_floats(s) : NULL);
+}
+
+/* The named vectors of s; a view of a const state is read only by convention. */
+static StateView
+state_view(const GlintruState *s)
+{
+	StateView	v;
+
+	state_layout((size_t) s->d, s, &v);
+	return v;
+}
+
+/* Sizes from the one layout, so the serialised size cannot drift from it. */
 size_t
 glintru_state_bytes(const GlintruConfig *cfg, int32_t m)
 {
-	return sizeof(GlintruState) + s_floats(cfg) * sizeof(float) + (size_t) m * sizeof(int32_t);
+	StateView	unused;
+
+	return sizeof(GlintruState) + state_layout((size_t) cfg->d, NULL, &unused) * sizeof(float) +
+		(size_t) m * sizeof(int32_t);
 }
 
+/* A state is read back from a table any session can write: trust nothing in it. */
 bool
 glintru_state_valid(const GlintruModel *model, const void *blob, size_t len)
 {
@@ -48,39 +113,150 @@ glintru_state_valid(const GlintruModel *model, const void *blob, size_t len)
 	return true;
 }
 
-/* working space: X, A1, K, V, C: L·d each; col, GI: L·3d each; rows L; vectors 40d */
+/* Fills in a state's header, so that it validates against the model that built it. */
+static void
+state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
+{
+	s->magic = GLINTRU_STATE_MAGIC;
+	s->d = m->config.d;
+	s->n_heads = m->config.n_heads;
+	s->max_seq_len = m->config.max_seq_len;
+	s->m = mlen;
+	s->reserved = 0;
+}
+
+/* ---- scratch ---- */
+
+/* Every working buffer of the functions below, carved by scratch_layout. */
+typedef struct Scratch
+{
+	/* window-wide: the build; k̂ and v when the model has no item tables */
+	float	   *X,
+			   *A,
+			   *C,
+			   *col,
+			   *GI,
+			   *K,
+			   *V,
+			   *slide_rows;
+	/* one GRU slot and its selective gate */
+	float	   *h,
+			   *h_next,
+			   *slot_col,
+			   *slot_c,
+			   *slot_gi,
+			   *gh,
+			   *gate_hidden,
+			   *gate_s,
+			   *gate_p;
+	/* a push; the layers of the user vector */
+	float	   *a_new,
+			   *h1,
+			   *h2,
+			   *G1,
+			   *G2,
+			   *gcol,
+			   *Y,
+			   *q,
+			   *ctx,
+			   *att,
+			   *g2,
+			   *Mx,
+			   *Z,
+			   *t3,
+			   *t4;
+	/* the state glintru_forward_user_vector builds */
+	float	   *state;
+} Scratch;
+
+/*
+ * The one table of scratch buffers and their sizes in floats: walked to size
+ * the scratch (base NULL) and to point sc's fields into it.
+ */
 static size_t
-work_floats(const GlintruConfig *cfg)
+scratch_layout(const GlintruConfig *cfg, float *base, Scratch *sc)
 {
-	size_t		L = (size_t) cfg->max_seq_len;
-	size_t		d = (size_t) cfg->d;
+	const size_t L = (size_t) cfg->max_seq_len;
+	const size_t d = (size_t) cfg->d;
+	const Buffer table[] = {
+		{&sc->X, L * d},		/* [L, d] item embeddings (models without item tables) */
+		{&sc->A, L * d},		/* [L, d] dense1 of the window's items */
+		{&sc->C, L * d},		/* [L, d] conv1d at the committed slots 0 … m-2 */
+		{&sc->col, L * 3 * d},	/* [L, 3d] conv1d input columns of those slots */
+		{&sc->GI, L * 3 * d},	/* [L, 3d] W_ih c of those slots */
+		{&sc->K, L * d},		/* [L, d] k̂ of the window's items (no item tables) */
+		{&sc->V, L * d},		/* [L, d] v of the window's items (no item tables) */
+		{&sc->slide_rows, L},	/* [L] int32: the window after a slide */
+		{&sc->h, d},			/* [d] the build's running GRU state */
+		{&sc->h_next, d},		/* [d] its next value */
+		{&sc->slot_col, 3 * d},	/* [3d] conv1d input column of one slot */
+		{&sc->slot_c, d},		/* [d] conv1d output c of one slot */
+		{&sc->slot_gi, 3 * d},	/* [3d] W_ih c of one slot */
+		{&sc->gh, 3 * d},		/* [3d] W_hh h, then the gates r, z, n */
+		{&sc->gate_hidden, d / 2},	/* [d/2] silu(W_g1 c + b_g1) */
+		{&sc->gate_s, d},		/* [d] s = W_g2 … + b_g2 */
+		{&sc->gate_p, d},		/* [d] projection(h) */
+		{&sc->a_new, d},		/* [d] dense1 of a pushed item */
+		{&sc->h1, d},			/* [d] h_{m-1} (looks ahead into padding) */
+		{&sc->h2, d},			/* [d] h_m */
+		{&sc->G1, d},			/* [d] G_{m-1} */
+		{&sc->G2, d},			/* [d] G_m (0 once m = L) */
+		{&sc->gcol, 3 * d},		/* [3d] conv1dforgru input column at slot m-1 */
+		{&sc->Y, d},			/* [d] GRU expert output */
+		{&sc->q, d},			/* [d] q̂ at slot m-1 */
+		{&sc->ctx, d},			/* [d] attention context, per head */
+		{&sc->att, d},			/* [d] attention expert output A */
+		{&sc->g2, d},			/* [d] dense2(x) */
+		{&sc->Mx, d},			/* [d] M ⊙ gelu(dense2(x)) */
+		{&sc->Z, d},			/* [d] Z */
+		{&sc->t3, d},			/* [d] dense3(Z), then ⊙ gelu(dense4(Z)) */
+		{&sc->t4, d},			/* [d] dense4(Z) */
+		/* one full state, in floats */
+		{&sc->state, (glintru_state_bytes(cfg, cfg->max_seq_len) + sizeof(float) - 1) / sizeof(float)},
+	};
 
-	return 11 * L * d + L + 40 * d;
+	return place(table, LENGTH(table), base);
 }
 
-/* the 40d vectors at the end of the working space */
-static float *
-work_vectors(const GlintruConfig *cfg, float *scratch)
-{
-	return scratch + work_floats(cfg) - 40 * (size_t) cfg->d;
-}
-
+/* Callers allocate scratch once per model and reuse it for every request. */
 size_t
 glintru_forward_scratch_floats(const GlintruConfig *cfg)
 {
-	/* plus room for one full state (glintru_forward_user_vector) */
-	return work_floats(cfg) + (glintru_state_bytes(cfg, cfg->max_seq_len) + sizeof(float) - 1) / sizeof(float);
+	Scratch		unused;
+
+	return scratch_layout(cfg, NULL, &unused);
 }
 
-/* selective gate at one slot: G = (W2 silu(W1 c + b1) + b2) ⊙ (P h + bp); tmp 3d */
+/* The named buffers of a caller's scratch. */
+static Scratch
+scratch_carve(const GlintruConfig *cfg, float *scratch)
+{
+	Scratch		sc;
+
+	scratch_layout(cfg, scratch, &sc);
+	return sc;
+}
+
+/* ---- layers ---- */
+
+/* x = LayerNorm(x + residual): the post-norm residual every block ends with. */
 static void
-gate_output(const GlintruModel *m, const float *c, const float *h, float *G, float *tmp)
+add_layernorm(float *x, const float *residual, int d, const float *w, const float *b, float eps)
+{
+	for (int i = 0; i < d; i++)
+		x[i] += residual[i];
+	glintru_layernorm(x, d, w, b, eps, x);
+}
+
+/* Selective gate G = (W2 silu(W1 c + b1) + b2) ⊙ (P h + bp): no sigmoid, as published. */
+static void
+gate_output(const GlintruModel *m, const float *c, const float *h, float *G, const Scratch *sc)
 {
 	int			d = m->config.d;
 	int			half = d / 2;
-	float	   *s1 = tmp,
-			   *s = tmp + d,
-			   *p = tmp + 2 * d;
+	float	   *s1 = sc->gate_hidden,
+			   *s = sc->gate_s,
+			   *p = sc->gate_p;
 
 	glintru_linear(c, 1, d, glintru_param(m, GT_GATE1_W), glintru_param(m, GT_GATE1_B), half, s1);
 	for (int i = 0; i < half; i++)
@@ -92,35 +268,28 @@ gate_output(const GlintruModel *m, const float *c, const float *h, float *G, flo
 }
 
 /*
- * One slot of the GRU branch from its three conv1d inputs: c = conv1d(prev,
- * cur, next), h_out = GRU(h_prev, c), G = gate(c, h_out).  tmp: 12d.
+ * One slot of the GRU branch from its three conv1d inputs (prev / next NULL:
+ * zero): c = conv1d, h_out = GRU(h_prev, c), G = gate(c, h_out) — the
+ * per-request steps and a push, where a GEMM over slots does not apply.
  */
 static void
 gru_slot(const GlintruModel *m, const float *prev, const float *cur, const float *next,
-		 const float *h_prev, float *h_out, float *G, float *tmp)
+		 const float *h_prev, float *h_out, float *G, const Scratch *sc)
 {
 	int			d = m->config.d;
-	float	   *col = tmp,
-			   *c = tmp + 3 * d,
-			   *gi = tmp + 4 * d,
-			   *work = tmp + 7 * d;
 
-	glintru_conv3_column(prev, cur, next, d, col);
-	glintru_linear(col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, c);
-	glintru_linear(c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, gi);
-	glintru_gru_step(gi, h_prev, glintru_param(m, GT_GRU_W_HH), d, h_out, work);
-	gate_output(m, c, h_out, G, work);
+	glintru_conv3_column(prev, cur, next, d, sc->slot_col);
+	glintru_linear(sc->slot_col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B),
+				   d, sc->slot_c);
+	glintru_linear(sc->slot_c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->slot_gi);
+	glintru_gru_step(sc->slot_gi, h_prev, glintru_param(m, GT_GRU_W_HH), d, h_out, sc->gh);
+	gate_output(m, sc->slot_c, h_out, G, sc);
 }
-
-/* state pointers */
-#define ST_H(s) (glintru_state_floats(s))
-#define ST_G(s) (glintru_state_floats(s) + (s)->d)
-#define ST_APREV(s) (glintru_state_floats(s) + 2 * (s)->d)
-#define ST_ALAST(s) (glintru_state_floats(s) + 3 * (s)->d)
 
 /*
  * dense1, k̂ and v of n item rows: gathered from the model's item tables, or
- * computed (three GEMMs) when the model has none.  Any output may be NULL.
+ * computed (three GEMMs over X) when the model is too large to have them.
+ * Any output may be NULL.
  */
 static void
 item_projections(const GlintruModel *m, const int32_t *rows, int n, float *A, float *K, float *V,
@@ -156,17 +325,163 @@ item_projections(const GlintruModel *m, const int32_t *rows, int n, float *A, fl
 		glintru_linear(X, n, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
 }
 
+/*
+ * conv1d + GRU over the committed slots 0 … steps-1 of dense1 output A: h =
+ * h_{steps-1}, G = its gate (both 0 if steps = 0).  conv1d and W_ih run as
+ * GEMMs over all slots at once; only W_hh h is sequential.
+ */
 static void
-state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
+gru_trunk(const GlintruModel *m, const float *A, int steps, float *h, float *G, const Scratch *sc)
 {
-	s->magic = GLINTRU_STATE_MAGIC;
-	s->d = m->config.d;
-	s->n_heads = m->config.n_heads;
-	s->max_seq_len = m->config.max_seq_len;
-	s->m = mlen;
-	s->reserved = 0;
+	const int	d = m->config.d;
+
+	memset(h, 0, sizeof(float) * d);
+	memset(G, 0, sizeof(float) * d);
+	if (steps == 0)
+		return;
+	for (int t = 0; t < steps; t++)
+		glintru_conv3_column(t ? A + (size_t) (t - 1) * d : NULL, A + (size_t) t * d,
+							 A + (size_t) (t + 1) * d, d, sc->col + (size_t) t * 3 * d);
+	glintru_linear(sc->col, steps, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B),
+				   d, sc->C);
+	glintru_linear(sc->C, steps, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->GI);
+	for (int t = 0; t < steps; t++)
+	{
+		glintru_gru_step(sc->GI + (size_t) t * 3 * d, t ? h : NULL, glintru_param(m, GT_GRU_W_HH), d,
+						 sc->h_next, sc->gh);
+		memcpy(h, sc->h_next, sizeof(float) * d);
+	}
+	gate_output(m, sc->C + (size_t) (steps - 1) * d, h, G, sc);
 }
 
+/*
+ * The GRU expert's output Y at slot m-1: conv1dforgru over G_{m-2} (from the
+ * state) and the two slots the state could not commit, whose conv1d looks
+ * ahead into padding (or past L, where it reads zero).
+ */
+static void
+gru_expert(const GlintruModel *m, const GlintruState *s, const Scratch *sc)
+{
+	const int	d = m->config.d;
+	const int	L = m->config.max_seq_len;
+	const int	mlen = s->m;
+	const float *apad = glintru_pad_a(m);
+	StateView	v = state_view(s);
+
+	gru_slot(m, v.a_prev, v.a_last, mlen < L ? apad : NULL, v.h, sc->h1, sc->G1, sc);
+	if (mlen < L)
+		gru_slot(m, v.a_last, apad, mlen + 1 < L ? apad : NULL, sc->h1, sc->h2, sc->G2, sc);
+	else
+		memset(sc->G2, 0, sizeof(float) * d);
+	glintru_conv3_column(v.G, sc->G1, sc->G2, d, sc->gcol);
+	glintru_linear(sc->gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, sc->Y);
+}
+
+/*
+ * Linear attention at slot m-1, per head: ctx = (Σ_t (q̂·k̂_t) v_t + (L-m)
+ * (q̂·k̂_pad) v_pad) / √dh — the padding slots are identical, so they cost one
+ * term; sums in double, as the reference.
+ */
+static void
+attention_context(const GlintruModel *m, const GlintruState *s, const float *q, float *ctx,
+				  const Scratch *sc)
+{
+	const int	d = m->config.d;
+	const int	H = m->config.n_heads;
+	const int	dh = d / H;
+	const int	L = m->config.max_seq_len;
+	const int	mlen = s->m;
+	const int32_t *rows = glintru_state_rows(s);
+	const float *kp = glintru_pad_khat(m),
+			   *vp = glintru_pad_v(m);
+	double		scale = 1.0 / sqrt((double) dh);
+	double		acc[GLINTRU_MAX_D];
+
+	if (!m->item_tables_off)
+		item_projections(m, rows, mlen, NULL, sc->K, sc->V, sc->X);
+	for (int i = 0; i < d; i++)
+		acc[i] = 0.0;
+	for (int t = 0; t < mlen; t++)
+	{
+		const float *kt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + d : sc->K + (size_t) t * d;
+		const float *vt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + 2 * d : sc->V + (size_t) t * d;
+
+		for (int hd = 0; hd < H; hd++)
+		{
+			double		w = 0.0;
+
+			for (int i = hd * dh; i < (hd + 1) * dh; i++)
+				w += (double) q[i] * kt[i];
+			for (int j = hd * dh; j < (hd + 1) * dh; j++)
+				acc[j] += w * vt[j];
+		}
+	}
+	for (int hd = 0; hd < H; hd++)
+	{
+		double		wpad = 0.0;
+
+		for (int i = hd * dh; i < (hd + 1) * dh; i++)
+			wpad += (double) q[i] * kp[i];
+		wpad *= (double) (L - mlen);
+		for (int j = hd * dh; j < (hd + 1) * dh; j++)
+			ctx[j] = (float) ((acc[j] + wpad * vp[j]) * scale);
+	}
+}
+
+/* The attention expert's output A = LN_att(W_o ctx + b_o + x) at slot m-1, from its q̂ alone. */
+static void
+attention_expert(const GlintruModel *m, const GlintruState *s, const float *x, const Scratch *sc)
+{
+	const int	d = m->config.d;
+
+	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_Q_W), glintru_param(m, GT_ATT_Q_B), d, sc->q);
+	glintru_elu_l2_heads(sc->q, 1, d, m->config.n_heads);
+	attention_context(m, s, sc->q, sc->ctx, sc);
+	glintru_linear(sc->ctx, 1, d, glintru_param(m, GT_ATT_O_W), glintru_param(m, GT_ATT_O_B), d, sc->att);
+	add_layernorm(sc->att, x, d, glintru_param(m, GT_ATT_LN_W), glintru_param(m, GT_ATT_LN_B),
+				  m->config.layer_norm_eps);
+}
+
+/* Z = LN(dense((w₀ Y + w₁ A) ⊙ gelu(dense2(x))) + x): the experts mixed by learned softmax weights. */
+static void
+mix_experts(const GlintruModel *m, const float *x, const Scratch *sc)
+{
+	const int	d = m->config.d;
+	const float *lg = glintru_param(m, GT_MIX_LOGITS);
+	double		w[2];
+	float		w0,
+				w1;
+
+	glintru_softmax2(lg[0], lg[1], w);
+	w0 = (float) w[0];
+	w1 = (float) w[1];
+
+	glintru_linear(x, 1, d, glintru_param(m, GT_DENSE2_W), glintru_param(m, GT_DENSE2_B), d, sc->g2);
+	for (int i = 0; i < d; i++)
+		sc->Mx[i] = (w0 * sc->Y[i] + w1 * sc->att[i]) * glintru_gelu(sc->g2[i]);
+	glintru_linear(sc->Mx, 1, d, glintru_param(m, GT_DENSE_W), glintru_param(m, GT_DENSE_B), d, sc->Z);
+	add_layernorm(sc->Z, x, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
+				  m->config.layer_norm_eps);
+}
+
+/* u = LN(denseout(dense3(Z) ⊙ gelu(dense4(Z))) + Z): the gated MLP reuses LN, as published. */
+static void
+gated_mlp(const GlintruModel *m, const Scratch *sc, float *u)
+{
+	const int	d = m->config.d;
+
+	glintru_linear(sc->Z, 1, d, glintru_param(m, GT_DENSE3_W), glintru_param(m, GT_DENSE3_B), d, sc->t3);
+	glintru_linear(sc->Z, 1, d, glintru_param(m, GT_DENSE4_W), glintru_param(m, GT_DENSE4_B), d, sc->t4);
+	for (int i = 0; i < d; i++)
+		sc->t3[i] *= glintru_gelu(sc->t4[i]);
+	glintru_linear(sc->t3, 1, d, glintru_param(m, GT_DENSEOUT_W), glintru_param(m, GT_DENSEOUT_B), d, u);
+	add_layernorm(u, sc->Z, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
+				  m->config.layer_norm_eps);
+}
+
+/* ---- the public passes ---- */
+
+/* A state from scratch: the GRU restarts at the window's first slot (SPEC §1). */
 void
 glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 					GlintruState *out, float *scratch)
@@ -175,61 +490,37 @@ glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 	const int	L = m->config.max_seq_len;
 	const int	mlen = (int) (n < L ? n : L);
 	const int32_t *win = rows + (n - mlen);
-	float	   *X = scratch;
-	float	   *A1 = X + (size_t) L * d;
-	float	   *C = A1 + (size_t) 3 * L * d;	/* after A1, K, V */
-	float	   *col = C + (size_t) L * d;
-	float	   *GI = col + (size_t) L * 3 * d;
-	float	   *vec = work_vectors(&m->config, scratch);
-	float	   *h = vec,
-			   *hnext = vec + d,
-			   *tmp = vec + 2 * d;
-	const int	steps = mlen - 1;	/* committed GRU slots 0 … m-2 */
+	Scratch		sc = scratch_carve(&m->config, scratch);
+	StateView	v;
 
 	state_header(m, out, mlen);
-	item_projections(m, win, mlen, A1, NULL, NULL, X);
-
-	/* conv1d + GRU over the slots whose look-ahead is real */
-	memset(h, 0, sizeof(float) * d);
-	memset(ST_G(out), 0, sizeof(float) * d);
-	if (steps > 0)
-	{
-		for (int t = 0; t < steps; t++)
-			glintru_conv3_column(t ? A1 + (size_t) (t - 1) * d : NULL, A1 + (size_t) t * d,
-								 A1 + (size_t) (t + 1) * d, d, col + (size_t) t * 3 * d);
-		glintru_linear(col, steps, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, C);
-		glintru_linear(C, steps, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, GI);
-		for (int t = 0; t < steps; t++)
-		{
-			glintru_gru_step(GI + (size_t) t * 3 * d, t ? h : NULL, glintru_param(m, GT_GRU_W_HH), d,
-							 hnext, tmp);
-			memcpy(h, hnext, sizeof(float) * d);
-		}
-		gate_output(m, C + (size_t) (steps - 1) * d, h, ST_G(out), tmp);
-	}
-	memcpy(ST_H(out), h, sizeof(float) * d);
+	v = state_view(out);
+	item_projections(m, win, mlen, sc.A, NULL, NULL, sc.X);
+	gru_trunk(m, sc.A, mlen - 1, sc.h, v.G, &sc);
+	memcpy(v.h, sc.h, sizeof(float) * d);
 	if (mlen >= 2)
-		memcpy(ST_APREV(out), A1 + (size_t) (mlen - 2) * d, sizeof(float) * d);
+		memcpy(v.a_prev, sc.A + (size_t) (mlen - 2) * d, sizeof(float) * d);
 	else
-		memset(ST_APREV(out), 0, sizeof(float) * d);
-	memcpy(ST_ALAST(out), A1 + (size_t) (mlen - 1) * d, sizeof(float) * d);
+		memset(v.a_prev, 0, sizeof(float) * d);
+	memcpy(v.a_last, sc.A + (size_t) (mlen - 1) * d, sizeof(float) * d);
 	memcpy(glintru_state_rows(out), win, sizeof(int32_t) * mlen);
 }
 
+/* A new item gives slot m-1 its real look-ahead, so exactly one GRU slot commits. */
 void
 glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 				   GlintruState *out, float *scratch)
 {
 	const int	d = m->config.d;
 	const int	L = m->config.max_seq_len;
-	float	   *vec = work_vectors(&m->config, scratch);
-	float	   *a_new = vec,
-			   *tmp = vec + d;
+	Scratch		sc = scratch_carve(&m->config, scratch);
+	StateView	vi,
+				vo;
 
 	if (in->m >= L)
 	{
 		/* the window slides: the GRU restarts at the new window start */
-		int32_t    *rows = (int32_t *) (scratch + 11 * (size_t) L * d);
+		int32_t    *rows = (int32_t *) sc.slide_rows;
 
 		memcpy(rows, glintru_state_rows(in) + 1, sizeof(int32_t) * (L - 1));
 		rows[L - 1] = row;
@@ -237,137 +528,37 @@ glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 		return;
 	}
 	state_header(m, out, in->m + 1);
-	item_projections(m, &row, 1, a_new, NULL, NULL, scratch);
-	/* slot m-1 now has a real look-ahead: commit it */
-	gru_slot(m, ST_APREV(in), ST_ALAST(in), a_new, ST_H(in), ST_H(out), ST_G(out), tmp);
-	memcpy(ST_APREV(out), ST_ALAST(in), sizeof(float) * d);
-	memcpy(ST_ALAST(out), a_new, sizeof(float) * d);
+	vi = state_view(in);
+	vo = state_view(out);
+	item_projections(m, &row, 1, sc.a_new, NULL, NULL, sc.X);
+	gru_slot(m, vi.a_prev, vi.a_last, sc.a_new, vi.h, vo.h, vo.G, &sc);
+	memcpy(vo.a_prev, vi.a_last, sizeof(float) * d);
+	memcpy(vo.a_last, sc.a_new, sizeof(float) * d);
 	memcpy(glintru_state_rows(out), glintru_state_rows(in), sizeof(int32_t) * in->m);
 	glintru_state_rows(out)[in->m] = row;
 }
 
+/* The user vector U_{m-1} (SPEC §1): the two experts, their mix, the gated MLP. */
 void
 glintru_state_user_vector(const GlintruModel *m, const GlintruState *s, float *u, float *scratch)
 {
-	const int	d = m->config.d;
-	const int	H = m->config.n_heads;
-	const int	dh = d / H;
-	const int	L = m->config.max_seq_len;
-	const int	mlen = s->m;
 	const float *x_last = glintru_param(m, GT_ITEM_EMBEDDING) +
-		(size_t) glintru_state_rows(s)[mlen - 1] * d;
-	const float *apad = glintru_pad_a(m);
-	float	   *vec = work_vectors(&m->config, scratch);
-	float	   *h1 = vec,
-			   *h2 = vec + d,
-			   *Gs = vec + 2 * d,	/* G_{m-2}, G_{m-1}, G_m */
-			   *gcol = vec + 5 * d,
-			   *Y = vec + 8 * d,
-			   *q = vec + 9 * d,
-			   *ctx = vec + 10 * d,
-			   *att = vec + 11 * d,
-			   *g2 = vec + 12 * d,
-			   *Mx = vec + 13 * d,
-			   *Z = vec + 14 * d,
-			   *t3 = vec + 15 * d,
-			   *t4 = vec + 16 * d,
-			   *tmp = vec + 17 * d; /* 12d */
+		(size_t) glintru_state_rows(s)[s->m - 1] * m->config.d;
+	Scratch		sc = scratch_carve(&m->config, scratch);
 
-	/* GRU branch: slot m-1 looks ahead into padding (or past L: zero), slot m likewise */
-	memcpy(Gs, ST_G(s), sizeof(float) * d);
-	gru_slot(m, ST_APREV(s), ST_ALAST(s), mlen < L ? apad : NULL, ST_H(s), h1, Gs + d, tmp);
-	if (mlen < L)
-		gru_slot(m, ST_ALAST(s), apad, mlen + 1 < L ? apad : NULL, h1, h2, Gs + 2 * d, tmp);
-	else
-		memset(Gs + 2 * d, 0, sizeof(float) * d);
-	glintru_conv3_column(Gs, Gs + d, Gs + 2 * d, d, gcol);
-	glintru_linear(gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, Y);
-
-	/* attention expert at slot m-1: the window's items plus L-m padding slots */
-	glintru_linear(x_last, 1, d, glintru_param(m, GT_ATT_Q_W), glintru_param(m, GT_ATT_Q_B), d, q);
-	glintru_elu_l2_heads(q, 1, d, H);
-	{
-		const int32_t *rows = glintru_state_rows(s);
-		const float *kp = glintru_pad_khat(m),
-				   *vp = glintru_pad_v(m);
-		float	   *K = scratch + (size_t) L * d,	/* the build's K, V areas */
-				   *V = K + (size_t) L * d;
-		double		scale = 1.0 / sqrt((double) dh);
-		double		acc[GLINTRU_MAX_D];
-
-		if (!m->item_tables_off)
-			item_projections(m, rows, mlen, NULL, K, V, scratch);
-		for (int i = 0; i < d; i++)
-			acc[i] = 0.0;
-		for (int t = 0; t < mlen; t++)
-		{
-			const float *kt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + d : K + (size_t) t * d;
-			const float *vt = m->item_tables_off ? glintru_item_tables(m, rows[t]) + 2 * d : V + (size_t) t * d;
-
-			for (int hd = 0; hd < H; hd++)
-			{
-				double		w = 0.0;
-
-				for (int i = hd * dh; i < (hd + 1) * dh; i++)
-					w += (double) q[i] * kt[i];
-				for (int j = hd * dh; j < (hd + 1) * dh; j++)
-					acc[j] += w * vt[j];
-			}
-		}
-		for (int hd = 0; hd < H; hd++)
-		{
-			double		wpad = 0.0;
-
-			for (int i = hd * dh; i < (hd + 1) * dh; i++)
-				wpad += (double) q[i] * kp[i];
-			wpad *= (double) (L - mlen);
-			for (int j = hd * dh; j < (hd + 1) * dh; j++)
-				ctx[j] = (float) ((acc[j] + wpad * vp[j]) * scale);
-		}
-	}
-	glintru_linear(ctx, 1, d, glintru_param(m, GT_ATT_O_W), glintru_param(m, GT_ATT_O_B), d, att);
-	for (int i = 0; i < d; i++)
-		att[i] += x_last[i];
-	glintru_layernorm(att, d, glintru_param(m, GT_ATT_LN_W), glintru_param(m, GT_ATT_LN_B),
-					  m->config.layer_norm_eps, att);
-
-	/* softmax mix, GELU gate from dense2(x), dense + residual + LayerNorm */
-	{
-		const float *lg = glintru_param(m, GT_MIX_LOGITS);
-		double		mx = lg[0] > lg[1] ? lg[0] : lg[1];
-		double		e0 = exp(lg[0] - mx),
-					e1 = exp(lg[1] - mx);
-		float		w0 = (float) (e0 / (e0 + e1)),
-					w1 = (float) (e1 / (e0 + e1));
-
-		glintru_linear(x_last, 1, d, glintru_param(m, GT_DENSE2_W), glintru_param(m, GT_DENSE2_B), d, g2);
-		for (int i = 0; i < d; i++)
-			Mx[i] = (w0 * Y[i] + w1 * att[i]) * glintru_gelu(g2[i]);
-	}
-	glintru_linear(Mx, 1, d, glintru_param(m, GT_DENSE_W), glintru_param(m, GT_DENSE_B), d, Z);
-	for (int i = 0; i < d; i++)
-		Z[i] += x_last[i];
-	glintru_layernorm(Z, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
-					  m->config.layer_norm_eps, Z);
-
-	/* gated MLP + residual + the same LayerNorm */
-	glintru_linear(Z, 1, d, glintru_param(m, GT_DENSE3_W), glintru_param(m, GT_DENSE3_B), d, t3);
-	glintru_linear(Z, 1, d, glintru_param(m, GT_DENSE4_W), glintru_param(m, GT_DENSE4_B), d, t4);
-	for (int i = 0; i < d; i++)
-		t3[i] *= glintru_gelu(t4[i]);
-	glintru_linear(t3, 1, d, glintru_param(m, GT_DENSEOUT_W), glintru_param(m, GT_DENSEOUT_B), d, u);
-	for (int i = 0; i < d; i++)
-		u[i] += Z[i];
-	glintru_layernorm(u, d, glintru_param(m, GT_LN_W), glintru_param(m, GT_LN_B),
-					  m->config.layer_norm_eps, u);
+	gru_expert(m, s, &sc);
+	attention_expert(m, s, x_last, &sc);
+	mix_experts(m, x_last, &sc);
+	gated_mlp(m, &sc, u);
 }
 
+/* The from-scratch forward is build + user vector: one implementation of the model. */
 void
 glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
 							float *u, float *scratch)
 {
-	/* the state lives at the end of scratch, after the working space */
-	GlintruState *s = (GlintruState *) (scratch + work_floats(&m->config));
+	Scratch		sc = scratch_carve(&m->config, scratch);
+	GlintruState *s = (GlintruState *) sc.state;
 
 	glintru_state_build(m, rows, n, s, scratch);
 	glintru_state_user_vector(m, s, u, scratch);

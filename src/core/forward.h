@@ -3,16 +3,18 @@
  * user's incremental state (SPEC §1, "Incremental evaluation").
  *
  * A state summarises a window of m ≤ L item rows: the committed GRU state
- * h_{m-2} and gate output G_{m-2} (the last slot whose inputs are all real
- * items), dense1 of the last two items, and the window's item rows.  From it
- * the user vector costs O(d² + m·d): two GRU steps against padding, the
- * attention over the window (Σ_t (q̂·k̂_t) v_t, with k̂ and v gathered from the
- * model's per-item tables) plus its padding term, and the position-wise
- * layers.  Keeping the attention out of the state keeps a state small
- * (4·d floats and the window), so updating it is cheap.  A new item advances it in O(d²) while the window
- * is not full; a full window slides and is rebuilt (the GRU restarts at the
- * new window start).  The from-scratch forward is build + user vector, so
- * there is one implementation of the model.
+ * h_{m-2} and its gate output G_{m-2} (slot m-2 is the last whose conv1d
+ * inputs are all real items), dense1 of the last two items (a_{m-2},
+ * a_{m-1}), and the window's item rows; for m = 1, h, G and a_{m-2} are zero.
+ * From it the user vector costs O(d² + m·d): two GRU steps against padding,
+ * the attention over the window (Σ_t (q̂·k̂_t) v_t, with k̂ and v gathered from
+ * the model's per-item tables, or computed in O(m·d²) for a model too large
+ * to have them) plus its padding term, and the position-wise layers.
+ * Keeping the attention out of the state keeps a state small (4·d floats and
+ * the window), so updating it is cheap.  A new item advances it in O(d²)
+ * while the window is not full; a full window slides and is rebuilt (the GRU
+ * restarts at the new window start).  The from-scratch forward is build +
+ * user vector, so there is one implementation of the model.
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -40,12 +42,14 @@ typedef struct GlintruState
 /* Bytes of a state holding m window items. */
 size_t		glintru_state_bytes(const GlintruConfig *cfg, int32_t m);
 
+/* The state's vectors h, G, a_prev, a_last, right after the header. */
 static inline float *
 glintru_state_floats(const GlintruState *s)
 {
 	return (float *) (s + 1);
 }
 
+/* The window's rows, after the 4·d floats (forward.c's state_layout). */
 static inline int32_t *
 glintru_state_rows(const GlintruState *s)
 {
@@ -55,7 +59,10 @@ glintru_state_rows(const GlintruState *s)
 /* Does a stored blob of len bytes hold a state that fits this model? */
 bool		glintru_state_valid(const GlintruModel *m, const void *blob, size_t len);
 
-/* Floats of scratch space the functions below need for this model. */
+/*
+ * Floats of scratch space the functions below need for this model; one
+ * scratch serves all of them, one call at a time.
+ */
 size_t		glintru_forward_scratch_floats(const GlintruConfig *cfg);
 
 /*
@@ -74,7 +81,7 @@ void		glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 void		glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 							   GlintruState *out, float *scratch);
 
-/* u = the user vector of a state, O(d²). */
+/* u = the user vector of a state, O(d² + m·d) (see above). */
 void		glintru_state_user_vector(const GlintruModel *m, const GlintruState *s,
 									  float *u, float *scratch);
 

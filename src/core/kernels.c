@@ -12,6 +12,7 @@
 
 bool		glintru_use_blas = true;
 
+/* A single row goes to GEMV: GEMM's packing buys nothing for n = 1. */
 void
 glintru_linear(const float *X, int n, int in, const float *W, const float *b,
 			   int out, float *Y)
@@ -45,6 +46,7 @@ glintru_linear(const float *X, int n, int in, const float *W, const float *b,
 	}
 }
 
+/* Statistics in double, as the float64 reference computes them. */
 void
 glintru_layernorm(const float *x, int d, const float *w, const float *b, float eps, float *y)
 {
@@ -67,6 +69,7 @@ glintru_layernorm(const float *x, int d, const float *w, const float *b, float e
 		y[i] = (float) ((x[i] - mean) * inv * w[i] + b[i]);
 }
 
+/* The BLAS path takes the fast expf so the loop vectorises; the oracle keeps expm1f. */
 void
 glintru_elu_l2_heads(float *x, int n, int d, int n_heads)
 {
@@ -97,24 +100,40 @@ glintru_elu_l2_heads(float *x, int n, int d, int n_heads)
 		}
 }
 
+/* The larger logit is subtracted first, so that large logits cannot overflow exp. */
+void
+glintru_softmax2(double l0, double l1, double w[2])
+{
+	double		mx = l0 > l1 ? l0 : l1;
+	double		e0 = exp(l0 - mx),
+				e1 = exp(l1 - mx);
+
+	w[0] = e0 / (e0 + e1);
+	w[1] = e1 / (e0 + e1);
+}
+
+/* Exact erf GELU, not the tanh approximation: the published model uses nn.GELU(). */
 float
 glintru_gelu(float x)
 {
 	return (float) (0.5 * x * (1.0 + erf(x * 0.70710678118654752440)));
 }
 
+/* In double, as the reference; the vectorised GRU gates use glintru_fast_expf instead. */
 float
 glintru_sigmoid(float x)
 {
 	return (float) (1.0 / (1.0 + exp(-(double) x)));
 }
 
+/* The selective gate's activation (SPEC §1.4), through the double-precision sigmoid. */
 float
 glintru_silu(float x)
 {
 	return x * glintru_sigmoid(x);
 }
 
+/* Gates overwrite gh in place, so that a step needs no scratch beyond W_hh h. */
 void
 glintru_gru_step(const float *gi, const float *h_prev, const float *W_hh, int d,
 				 float *h_out, float *gh)
@@ -158,6 +177,7 @@ glintru_gru_step(const float *gi, const float *h_prev, const float *W_hh, int d,
 	}
 }
 
+/* Interleaved as PyTorch's [out, in, 3] weight, so that conv1d is one plain GEMM. */
 void
 glintru_conv3_column(const float *prev, const float *cur, const float *next, int d, float *col)
 {
@@ -169,6 +189,7 @@ glintru_conv3_column(const float *prev, const float *cur, const float *next, int
 	}
 }
 
+/* Blocks of 2^24 rows, because sgemv's dimensions are int and catalogues need not fit. */
 void
 glintru_score_items(const float *E, int64_t n_rows, int d, const float *u, float *scores)
 {

@@ -62,6 +62,9 @@ void		glintru_layernorm(const float *x, int d, const float *w, const float *b,
 /* In place on n rows of d values: ELU (α = 1), then L2-normalise each head. */
 void		glintru_elu_l2_heads(float *x, int n, int d, int n_heads);
 
+/* w = softmax(l0, l1), in double: the two experts' mix weights (SPEC §1.5). */
+void		glintru_softmax2(double l0, double l1, double w[2]);
+
 float		glintru_gelu(float x);	/* exact: x Φ(x) via erf */
 float		glintru_sigmoid(float x);
 float		glintru_silu(float x);

@@ -21,6 +21,7 @@ struct GlintruRanker
 	uint64_t	seed;
 };
 
+/* The tools' and SQL's spelling of a protocol, so that reports name it the same way. */
 bool
 glintru_protocol_parse(const char *s, GlintruProtocol *out)
 {
@@ -35,6 +36,7 @@ glintru_protocol_parse(const char *s, GlintruProtocol *out)
 	return true;
 }
 
+/* The inverse of glintru_protocol_parse, for reports. */
 const char *
 glintru_protocol_name(GlintruProtocol p)
 {
@@ -50,6 +52,7 @@ glintru_protocol_name(GlintruProtocol p)
 	return "?";
 }
 
+/* k travels with the sums, so that every add applies the same cut-off. */
 void
 glintru_metrics_init(GlintruMetrics *m, int k)
 {
@@ -57,6 +60,7 @@ glintru_metrics_init(GlintruMetrics *m, int k)
 	m->k = k;
 }
 
+/* A miss still counts as a ranked user: means are over all users, as SPEC §4 reports. */
 void
 glintru_metrics_add(GlintruMetrics *m, int64_t rank)
 {
@@ -68,6 +72,7 @@ glintru_metrics_add(GlintruMetrics *m, int64_t rank)
 	m->mrr += 1.0 / ((double) rank + 1.0);
 }
 
+/* Per-thread accumulators merge before finishing: sums combine, means would not. */
 void
 glintru_metrics_merge(GlintruMetrics *m, const GlintruMetrics *o)
 {
@@ -77,6 +82,7 @@ glintru_metrics_merge(GlintruMetrics *m, const GlintruMetrics *o)
 	m->mrr += o->mrr;
 }
 
+/* Sums become means only once, after every merge. */
 void
 glintru_metrics_finish(GlintruMetrics *m)
 {
@@ -88,6 +94,7 @@ glintru_metrics_finish(GlintruMetrics *m)
 	}
 }
 
+/* pop100 samples by a CDF over rows, built once rather than per user. */
 GlintruRanker *
 glintru_ranker_new(GlintruProtocol protocol, int64_t n_rows, const float *popularity, uint64_t seed)
 {
@@ -127,6 +134,7 @@ glintru_ranker_new(GlintruProtocol protocol, int64_t n_rows, const float *popula
 	return r;
 }
 
+/* Accepts a half-built ranker, so that glintru_ranker_new can unwind through it. */
 void
 glintru_ranker_free(GlintruRanker *r)
 {
@@ -198,6 +206,7 @@ draw_negatives(GlintruRanker *r, uint64_t user_key)
 	return n;
 }
 
+/* Marks are set and cleared per call, so that one ranker serves every user without a reset. */
 int64_t
 glintru_ranker_rank(GlintruRanker *r, const float *scores, int32_t target,
 					const int32_t *hist, int32_t n_hist, uint64_t user_key)
@@ -241,6 +250,7 @@ glintru_ranker_rank(GlintruRanker *r, const float *scores, int32_t target,
 	return rank;
 }
 
+/* The baseline goes through the same ranker as the model, so that the numbers compare. */
 void
 glintru_popularity_metrics(const GlintruSplit *s, GlintruProtocol protocol, bool test, int k,
 						   uint64_t seed, GlintruMetrics *out)

@@ -53,6 +53,7 @@ const char *const glintru_tensor_names[GT_COUNT] = {
 	[GT_LN_B] = "LayerNorm.bias",
 };
 
+/* Records one tensor at *cursor, padded to 16 floats so that the next starts on a cache line. */
 static void
 set_slot(GlintruLayout *layout, GlintruTensor t, uint64_t *cursor,
 		 int ndim, int64_t s0, int64_t s1, int64_t s2)
@@ -74,6 +75,7 @@ set_slot(GlintruLayout *layout, GlintruTensor t, uint64_t *cursor,
 	*cursor += (numel + 15) & ~(uint64_t) 15;
 }
 
+/* Every shape follows from (n_rows, d), so a file's tensors can be checked against it. */
 void
 glintru_layout_init(GlintruLayout *layout, int64_t n_rows, int32_t d)
 {
@@ -132,6 +134,7 @@ glintru_layout_init(GlintruLayout *layout, int64_t n_rows, int32_t d)
 	layout->n_params = cur;
 }
 
+/* Arrays start on 64-byte boundaries: a cache line, and the widest SIMD load. */
 static uint64_t
 align64(uint64_t x)
 {
@@ -151,6 +154,7 @@ typedef struct ModelOffsets
 				total;
 } ModelOffsets;
 
+/* One walk serves sizing and init, so that the two cannot disagree. */
 static ModelOffsets
 model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_popularity)
 {
@@ -186,6 +190,7 @@ model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_po
 	return o;
 }
 
+/* The caller sizes the block first: it may be palloc'ed or in shared memory. */
 uint64_t
 glintru_model_bytes(const GlintruConfig *cfg, bool has_popularity)
 {
@@ -195,6 +200,7 @@ glintru_model_bytes(const GlintruConfig *cfg, bool has_popularity)
 	return model_offsets(cfg, &layout, has_popularity).total;
 }
 
+/* Offsets rather than pointers, so that the block works mapped at any address. */
 GlintruModel *
 glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
 {
@@ -233,6 +239,7 @@ typedef struct IdRow
 	int32_t		row;
 } IdRow;
 
+/* By id, then row, so that a repeated id sits next to its twin and is reported. */
 static int
 cmp_id_row(const void *a, const void *b)
 {
@@ -251,6 +258,7 @@ typedef struct PopRow
 	int32_t		row;
 } PopRow;
 
+/* Higher popularity first, ties to the lower row: one order for every backend. */
 static int
 cmp_pop_row(const void *a, const void *b)
 {
@@ -262,6 +270,7 @@ cmp_pop_row(const void *a, const void *b)
 	return x->row < y->row ? -1 : (x->row > y->row);
 }
 
+/* Whatever derives from the parameters is computed once at load, never per request. */
 bool
 glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
 {
@@ -365,6 +374,7 @@ glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
 	return true;
 }
 
+/* Binary search of the id index: external ids are arbitrary int64, too sparse for a table. */
 int64_t
 glintru_item_row(const GlintruModel *m, int64_t item_id)
 {

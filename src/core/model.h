@@ -202,8 +202,9 @@ uint64_t	glintru_model_bytes(const GlintruConfig *cfg, bool has_popularity);
 GlintruModel *glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity);
 
 /*
- * Build the derived arrays (id index, popularity order, padding vectors).
- * Returns false and writes a message if item ids repeat.
+ * Build the derived arrays (id index, popularity order, padding vectors,
+ * per-item tables).  Returns false and writes a message if item ids repeat
+ * or memory runs out.
  */
 bool		glintru_model_finish(GlintruModel *m, char *err, size_t errlen);
 

@@ -38,7 +38,7 @@ sift_down(GlintruScored *heap, int n, int i)
 	}
 }
 
-/* Best-first top-k of a score vector by a bounded heap. */
+/* A bounded heap of k: O(n log k) over the catalogue, without copying or sorting the scores. */
 int
 glintru_top_k(const float *scores, int64_t n_rows, const uint8_t *exclude, int k,
 			  GlintruScored *out)
@@ -90,7 +90,7 @@ glintru_top_k(const float *scores, int64_t n_rows, const uint8_t *exclude, int k
 	return n;
 }
 
-/* The k most popular rows, most popular first, scored by their popularity. */
+/* Read off the order computed at load, so that a cold-start request costs O(k). */
 int
 glintru_popular_top_k(const GlintruModel *m, int k, GlintruScored *out)
 {

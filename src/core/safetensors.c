@@ -67,6 +67,7 @@ typedef struct Parser
 
 static bool fail(Parser *ps, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 
+/* Keeps the first error only: it names the real cause, later ones are consequences. */
 static bool
 fail(Parser *ps, const char *fmt,...)
 {
@@ -82,6 +83,7 @@ fail(Parser *ps, const char *fmt,...)
 	return false;
 }
 
+/* JSON whitespace only (not isspace): the safetensors header is strict JSON. */
 static void
 skip_ws(Parser *ps)
 {
@@ -89,6 +91,7 @@ skip_ws(Parser *ps)
 		ps->p++;
 }
 
+/* Reports the byte offset, so that a hand-edited header can be fixed. */
 static bool
 expect(Parser *ps, char c)
 {
@@ -100,6 +103,7 @@ expect(Parser *ps, char c)
 	return true;
 }
 
+/* -1 for a non-hex byte, so that the \u escape loop reports the error with its context. */
 static int
 hexval(char c)
 {
@@ -271,6 +275,7 @@ skip_value(Parser *ps, int depth)
 	}
 }
 
+/* Only the keys we know are interpreted; other tools' metadata is allowed and ignored. */
 static bool
 parse_metadata(Parser *ps, Header *h)
 {
@@ -334,6 +339,7 @@ parse_metadata(Parser *ps, Header *h)
 	}
 }
 
+/* Unknown fields are skipped, so files from newer writers still load. */
 static bool
 parse_tensor(Parser *ps, TensorInfo *t)
 {
@@ -414,6 +420,7 @@ parse_tensor(Parser *ps, TensorInfo *t)
 	return true;
 }
 
+/* Duplicate names are refused here: the later one would otherwise silently win. */
 static bool
 parse_header(Parser *ps, Header *h)
 {
@@ -465,6 +472,7 @@ parse_header(Parser *ps, Header *h)
 	return true;
 }
 
+/* Orders tensors by data offset, so that overlaps and holes are adjacent pairs. */
 static int
 cmp_begin(const void *a, const void *b)
 {
@@ -476,6 +484,7 @@ cmp_begin(const void *a, const void *b)
 	return x->end < y->end ? -1 : (x->end > y->end);
 }
 
+/* A linear scan: at most MAX_TENSORS entries, looked up a few dozen times per load. */
 static const TensorInfo *
 find_tensor(const Header *h, const char *name)
 {
@@ -485,6 +494,7 @@ find_tensor(const Header *h, const char *name)
 	return NULL;
 }
 
+/* Bounded by len, so that an 8-dimensional shape cannot overrun an error message. */
 static void
 shape_str(const int64_t *shape, int ndim, char *out, size_t len)
 {
@@ -497,6 +507,146 @@ shape_str(const int64_t *shape, int ndim, char *out, size_t len)
 		snprintf(out + n, len - n, "]");
 }
 
+/* Shapes match byte sizes and the tensors tile the data section: no byte is read unchecked. */
+static bool
+check_data_section(Parser *ps, Header *h, uint64_t data_len)
+{
+	TensorInfo *sorted[MAX_TENSORS];
+	char		s1[128];
+	uint64_t	at = 0;
+
+	/* every tensor: known dtype, shape ↔ byte size, inside the data section */
+	for (int i = 0; i < h->n; i++)
+	{
+		TensorInfo *t = &h->t[i];
+		uint64_t	numel = 1;
+
+		if (t->dt == DT_OTHER)
+			return fail(ps, "tensor \"%s\" has dtype %s, expected %s", t->name, t->dtype,
+						strcmp(t->name, "item_popularity") == 0 ? "F32 or I64" :
+						strcmp(t->name, "item_ids") == 0 ? "I64" : "F32");
+		for (int k = 0; k < t->ndim; k++)
+			if (__builtin_mul_overflow(numel, (uint64_t) t->shape[k], &numel) || numel > ((uint64_t) 1 << 40))
+				return fail(ps, "tensor \"%s\" has an absurd shape", t->name);
+		if (t->begin > t->end || t->end > data_len)
+			return fail(ps, "tensor \"%s\" has data_offsets [%llu, %llu] outside the %llu data bytes (file truncated?)",
+						t->name, (unsigned long long) t->begin, (unsigned long long) t->end,
+						(unsigned long long) data_len);
+		if (t->end - t->begin != numel * (t->dt == DT_F32 ? 4 : 8))
+			return fail(ps, "tensor \"%s\" of shape %s and dtype %s needs %llu bytes, data_offsets give %llu",
+						t->name, (shape_str(t->shape, t->ndim, s1, sizeof(s1)), s1), t->dtype,
+						(unsigned long long) (numel * (t->dt == DT_F32 ? 4 : 8)),
+						(unsigned long long) (t->end - t->begin));
+		sorted[i] = t;
+	}
+	/* the data section is covered exactly: no overlap, no hole, nothing after */
+	qsort(sorted, (size_t) h->n, sizeof(sorted[0]), cmp_begin);
+	for (int i = 0; i < h->n; i++)
+	{
+		if (sorted[i]->begin < at)
+			return fail(ps, "tensors \"%s\" and \"%s\" overlap", sorted[i - 1]->name, sorted[i]->name);
+		if (sorted[i]->begin > at)
+			return fail(ps, "data bytes %llu to %llu belong to no tensor",
+						(unsigned long long) at, (unsigned long long) sorted[i]->begin);
+		at = sorted[i]->end;
+	}
+	if (at != data_len)
+		return fail(ps, "file has %llu bytes after the last tensor", (unsigned long long) (data_len - at));
+	return true;
+}
+
+/* The dimensions (item table, metadata) are range-checked before any shape derives from them. */
+static bool
+check_config(Parser *ps, const Header *h, GlintruConfig *cfg)
+{
+	const TensorInfo *emb = find_tensor(h, glintru_tensor_names[GT_ITEM_EMBEDDING]);
+
+	if (emb == NULL)
+		return fail(ps, "missing tensor \"%s\"", glintru_tensor_names[GT_ITEM_EMBEDDING]);
+	if (emb->ndim != 2)
+		return fail(ps, "tensor \"%s\" must have 2 dimensions", emb->name);
+	if (emb->shape[0] < 2 || emb->shape[0] > GLINTRU_MAX_ROWS)
+		return fail(ps, "item table has %lld row%s; a model needs at least one item besides padding row 0 and at most %lld rows",
+					(long long) emb->shape[0], emb->shape[0] == 1 ? "" : "s", (long long) GLINTRU_MAX_ROWS);
+	if (emb->shape[1] < 2 || emb->shape[1] > GLINTRU_MAX_D)
+		return fail(ps, "hidden size d = %lld is out of range (2 to %d)", (long long) emb->shape[1], GLINTRU_MAX_D);
+	if (!h->has_max_seq_len)
+		return fail(ps, "metadata lacks max_seq_len");
+	if (!h->has_heads)
+		return fail(ps, "metadata lacks n_heads");
+	if (h->max_seq_len < 1 || h->max_seq_len > GLINTRU_MAX_SEQ_LEN)
+		return fail(ps, "max_seq_len %lld is out of range (1 to %d)", h->max_seq_len, GLINTRU_MAX_SEQ_LEN);
+	if (h->n_heads < 1 || h->n_heads > emb->shape[1])
+		return fail(ps, "n_heads %lld is out of range (1 to the hidden size %lld)", h->n_heads, (long long) emb->shape[1]);
+	if (emb->shape[1] % h->n_heads != 0)
+		return fail(ps, "hidden size %lld is not divisible by n_heads %lld", (long long) emb->shape[1], h->n_heads);
+	if (h->has_eps && !(h->eps > 0.0 && h->eps < 1.0))
+		return fail(ps, "layer_norm_eps %g is out of range (0 to 1, exclusive)", h->eps);
+	if (h->has_eps && (float) h->eps == 0.0f)
+		return fail(ps, "layer_norm_eps %g is too small for float32", h->eps);
+
+	cfg->n_rows = emb->shape[0];
+	cfg->d = (int32_t) emb->shape[1];
+	cfg->n_heads = (int32_t) h->n_heads;
+	cfg->max_seq_len = (int32_t) h->max_seq_len;
+	cfg->layer_norm_eps = h->has_eps ? (float) h->eps : 1e-12f;
+	return true;
+}
+
+/* Published shapes and nothing unknown: a misnamed tensor must not be silently ignored. */
+static bool
+check_tensors(Parser *ps, const Header *h, const GlintruConfig *cfg, bool *has_pop)
+{
+	GlintruLayout layout;
+	char		s1[128],
+				s2[128];
+
+	glintru_layout_init(&layout, cfg->n_rows, cfg->d);
+	for (int k = 0; k < GT_COUNT; k++)
+	{
+		const TensorInfo *t = find_tensor(h, glintru_tensor_names[k]);
+		const GlintruTensorSlot *s = &layout.slot[k];
+		bool		same = t && t->ndim == s->ndim;
+
+		if (t == NULL)
+			return fail(ps, "missing tensor \"%s\"", glintru_tensor_names[k]);
+		for (int i = 0; same && i < s->ndim; i++)
+			same = t->shape[i] == s->shape[i];
+		if (!same)
+		{
+			shape_str(t->shape, t->ndim, s1, sizeof(s1));
+			shape_str(s->shape, s->ndim, s2, sizeof(s2));
+			return fail(ps, "tensor \"%s\" has shape %s, expected %s for d = %d", t->name, s1, s2, cfg->d);
+		}
+		if (t->dt != DT_F32)
+			return fail(ps, "tensor \"%s\" has dtype %s, expected F32", t->name, t->dtype);
+	}
+	*has_pop = false;
+	for (int i = 0; i < h->n; i++)
+	{
+		const TensorInfo *t = &h->t[i];
+		bool		known = false;
+
+		for (int k = 0; k < GT_COUNT && !known; k++)
+			known = strcmp(t->name, glintru_tensor_names[k]) == 0;
+		if (known)
+			continue;
+		if (strcmp(t->name, "item_ids") == 0 || strcmp(t->name, "item_popularity") == 0)
+		{
+			if (t->ndim != 1 || t->shape[0] != cfg->n_rows)
+				return fail(ps, "tensor \"%s\" must have shape [%lld], one entry per item row",
+							t->name, (long long) cfg->n_rows);
+			if (t->name[5] == 'i' && t->dt != DT_I64)
+				return fail(ps, "tensor \"item_ids\" has dtype %s, expected I64", t->dtype);
+			if (t->name[5] == 'p')
+				*has_pop = true;
+			continue;
+		}
+		return fail(ps, "unknown tensor \"%s\" (not a GLINT-RU parameter)", t->name);
+	}
+	return true;
+}
+
 /*
  * Everything that can be checked without reading tensor data.  On success
  * h holds the parsed header and *data points at the data section.
@@ -506,13 +656,7 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 		   const uint8_t **data, char *err, size_t errlen)
 {
 	uint64_t	hlen = 0;
-	uint64_t	data_len;
 	Parser		ps = {0};
-	TensorInfo *sorted[MAX_TENSORS];
-	const TensorInfo *emb;
-	GlintruLayout layout;
-	char		s1[128],
-				s2[128];
 
 	ps.err = err;
 	ps.errlen = errlen;
@@ -530,126 +674,9 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 	if (!parse_header(&ps, h))
 		return false;
 	*data = buf + 8 + hlen;
-	data_len = len - 8 - hlen;
-
-	/* every tensor: known dtype, shape ↔ byte size, inside the data section */
-	for (int i = 0; i < h->n; i++)
-	{
-		TensorInfo *t = &h->t[i];
-		uint64_t	numel = 1;
-
-		if (t->dt == DT_OTHER)
-			return fail(&ps, "tensor \"%s\" has dtype %s, expected %s", t->name, t->dtype,
-						strcmp(t->name, "item_popularity") == 0 ? "F32 or I64" :
-						strcmp(t->name, "item_ids") == 0 ? "I64" : "F32");
-		for (int k = 0; k < t->ndim; k++)
-			if (__builtin_mul_overflow(numel, (uint64_t) t->shape[k], &numel) || numel > ((uint64_t) 1 << 40))
-				return fail(&ps, "tensor \"%s\" has an absurd shape", t->name);
-		if (t->begin > t->end || t->end > data_len)
-			return fail(&ps, "tensor \"%s\" has data_offsets [%llu, %llu] outside the %llu data bytes (file truncated?)",
-						t->name, (unsigned long long) t->begin, (unsigned long long) t->end,
-						(unsigned long long) data_len);
-		if (t->end - t->begin != numel * (t->dt == DT_F32 ? 4 : 8))
-			return fail(&ps, "tensor \"%s\" of shape %s and dtype %s needs %llu bytes, data_offsets give %llu",
-						t->name, (shape_str(t->shape, t->ndim, s1, sizeof(s1)), s1), t->dtype,
-						(unsigned long long) (numel * (t->dt == DT_F32 ? 4 : 8)),
-						(unsigned long long) (t->end - t->begin));
-		sorted[i] = t;
-	}
-	/* the data section is covered exactly: no overlap, no hole, nothing after */
-	qsort(sorted, (size_t) h->n, sizeof(sorted[0]), cmp_begin);
-	{
-		uint64_t	at = 0;
-
-		for (int i = 0; i < h->n; i++)
-		{
-			if (sorted[i]->begin < at)
-				return fail(&ps, "tensors \"%s\" and \"%s\" overlap", sorted[i - 1]->name, sorted[i]->name);
-			if (sorted[i]->begin > at)
-				return fail(&ps, "data bytes %llu to %llu belong to no tensor",
-							(unsigned long long) at, (unsigned long long) sorted[i]->begin);
-			at = sorted[i]->end;
-		}
-		if (at != data_len)
-			return fail(&ps, "file has %llu bytes after the last tensor", (unsigned long long) (data_len - at));
-	}
-
-	/* the model's dimensions come from the item table and the metadata */
-	emb = find_tensor(h, glintru_tensor_names[GT_ITEM_EMBEDDING]);
-	if (emb == NULL)
-		return fail(&ps, "missing tensor \"%s\"", glintru_tensor_names[GT_ITEM_EMBEDDING]);
-	if (emb->ndim != 2)
-		return fail(&ps, "tensor \"%s\" must have 2 dimensions", emb->name);
-	if (emb->shape[0] < 2 || emb->shape[0] > GLINTRU_MAX_ROWS)
-		return fail(&ps, "item table has %lld row%s; a model needs at least one item besides padding row 0 and at most %lld rows",
-					(long long) emb->shape[0], emb->shape[0] == 1 ? "" : "s", (long long) GLINTRU_MAX_ROWS);
-	if (emb->shape[1] < 2 || emb->shape[1] > GLINTRU_MAX_D)
-		return fail(&ps, "hidden size d = %lld is out of range (2 to %d)", (long long) emb->shape[1], GLINTRU_MAX_D);
-	if (!h->has_max_seq_len)
-		return fail(&ps, "metadata lacks max_seq_len");
-	if (!h->has_heads)
-		return fail(&ps, "metadata lacks n_heads");
-	if (h->max_seq_len < 1 || h->max_seq_len > GLINTRU_MAX_SEQ_LEN)
-		return fail(&ps, "max_seq_len %lld is out of range (1 to %d)", h->max_seq_len, GLINTRU_MAX_SEQ_LEN);
-	if (h->n_heads < 1 || h->n_heads > emb->shape[1])
-		return fail(&ps, "n_heads %lld is out of range (1 to the hidden size %lld)", h->n_heads, (long long) emb->shape[1]);
-	if (emb->shape[1] % h->n_heads != 0)
-		return fail(&ps, "hidden size %lld is not divisible by n_heads %lld", (long long) emb->shape[1], h->n_heads);
-	if (h->has_eps && !(h->eps > 0.0 && h->eps < 1.0))
-		return fail(&ps, "layer_norm_eps %g is out of range (0 to 1, exclusive)", h->eps);
-	if (h->has_eps && (float) h->eps == 0.0f)
-		return fail(&ps, "layer_norm_eps %g is too small for float32", h->eps);
-
-	cfg->n_rows = emb->shape[0];
-	cfg->d = (int32_t) emb->shape[1];
-	cfg->n_heads = (int32_t) h->n_heads;
-	cfg->max_seq_len = (int32_t) h->max_seq_len;
-	cfg->layer_norm_eps = h->has_eps ? (float) h->eps : 1e-12f;
-
-	/* every parameter present with the right shape and dtype; nothing unknown */
-	glintru_layout_init(&layout, cfg->n_rows, cfg->d);
-	for (int k = 0; k < GT_COUNT; k++)
-	{
-		const TensorInfo *t = find_tensor(h, glintru_tensor_names[k]);
-		const GlintruTensorSlot *s = &layout.slot[k];
-		bool		same = t && t->ndim == s->ndim;
-
-		if (t == NULL)
-			return fail(&ps, "missing tensor \"%s\"", glintru_tensor_names[k]);
-		for (int i = 0; same && i < s->ndim; i++)
-			same = t->shape[i] == s->shape[i];
-		if (!same)
-		{
-			shape_str(t->shape, t->ndim, s1, sizeof(s1));
-			shape_str(s->shape, s->ndim, s2, sizeof(s2));
-			return fail(&ps, "tensor \"%s\" has shape %s, expected %s for d = %d", t->name, s1, s2, cfg->d);
-		}
-		if (t->dt != DT_F32)
-			return fail(&ps, "tensor \"%s\" has dtype %s, expected F32", t->name, t->dtype);
-	}
-	*has_pop = false;
-	for (int i = 0; i < h->n; i++)
-	{
-		const TensorInfo *t = &h->t[i];
-		bool		known = false;
-
-		for (int k = 0; k < GT_COUNT && !known; k++)
-			known = strcmp(t->name, glintru_tensor_names[k]) == 0;
-		if (known)
-			continue;
-		if (strcmp(t->name, "item_ids") == 0 || strcmp(t->name, "item_popularity") == 0)
-		{
-			if (t->ndim != 1 || t->shape[0] != cfg->n_rows)
-				return fail(&ps, "tensor \"%s\" must have shape [%lld], one entry per item row",
-							t->name, (long long) cfg->n_rows);
-			if (t->name[5] == 'i' && t->dt != DT_I64)
-				return fail(&ps, "tensor \"item_ids\" has dtype %s, expected I64", t->dtype);
-			if (t->name[5] == 'p')
-				*has_pop = true;
-			continue;
-		}
-		return fail(&ps, "unknown tensor \"%s\" (not a GLINT-RU parameter)", t->name);
-	}
+	if (!check_data_section(&ps, h, len - 8 - hlen) || !check_config(&ps, h, cfg) ||
+		!check_tensors(&ps, h, cfg, has_pop))
+		return false;
 	{
 		/* scratch space of the forward pass stays bounded */
 		uint64_t	ld = (uint64_t) cfg->max_seq_len * (uint64_t) cfg->d;
@@ -660,6 +687,7 @@ check_file(const uint8_t *buf, size_t len, Header *h, GlintruConfig *cfg, bool *
 	return true;
 }
 
+/* On the heap: MAX_TENSORS entries of MAX_STRING names are too large for a backend's stack. */
 static Header *
 header_alloc(void)
 {
@@ -675,6 +703,7 @@ header_alloc(void)
 	return h;
 }
 
+/* Accepts NULL, so that every exit path can free unconditionally. */
 static void
 header_free(Header *h)
 {
@@ -683,6 +712,7 @@ header_free(Header *h)
 	free(h);
 }
 
+/* Separate from the build, so that the caller can size (and allocate) the model first. */
 bool
 glintru_safetensors_check(const uint8_t *buf, size_t len, GlintruConfig *cfg, bool *has_popularity,
 						  char *err, size_t errlen)
@@ -701,6 +731,7 @@ glintru_safetensors_check(const uint8_t *buf, size_t len, GlintruConfig *cfg, bo
 	return ok;
 }
 
+/* Non-finite values are refused here, where the data is copied anyway. */
 GlintruModel *
 glintru_safetensors_build(const uint8_t *buf, size_t len, void *dest, char *err, size_t errlen)
 {
@@ -774,6 +805,7 @@ done:
 	return m;
 }
 
+/* The tools' and tests' path; the server allocates through glintru_safetensors_build. */
 GlintruModel *
 glintru_safetensors_load(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
@@ -808,12 +840,14 @@ typedef struct OutTensor
 	uint64_t	bytes;
 } OutTensor;
 
+/* Tensors by name, so that the header reads like one the safetensors library writes. */
 static int
 cmp_out_name(const void *a, const void *b)
 {
 	return strcmp(((const OutTensor *) a)->name, ((const OutTensor *) b)->name);
 }
 
+/* The inverse of the reader, so that a model trained here loads anywhere safetensors does. */
 uint8_t *
 glintru_safetensors_write(const GlintruModel *m, size_t *len)
 {

@@ -8,7 +8,7 @@
 
 #include "util.h"
 
-/* Read the whole file at path into a malloc'ed buffer. */
+/* stdio, not PostgreSQL's file API: only the tools and tests read files this way. */
 uint8_t *
 glintru_read_file(const char *path, size_t *len)
 {
