@@ -29,8 +29,8 @@
  *       publishing a built slot (ready = true).
  *     LW_SHARED: glintru_cache_contains() and glintru_cache_usage(), which
  *       only read.
- *     Never held across anything that can fail or wait: reading the
- *     weights and building happen without it.
+ *     Never held across reading the weights or building a model (they can
+ *     fail and take long); only across slot bookkeeping and DSA allocation.
  *
  *   ModelCache.build_lock ("glintru" tranche, lock 1), LW_EXCLUSIVE only:
  *     one build at a time, so two backends that miss on the same version do

@@ -4,10 +4,13 @@
  * the estimate), written by the training backend after every epoch and read
  * by glintru_training_progress() in any session.
  *
- * LOCK MAP: Progress.lock ("glintru_progress" tranche) protects every slot;
- * LW_EXCLUSIVE to claim, update or free a slot (only the owning backend
- * writes its slot), LW_SHARED to copy all slots for glintru_training_progress().
- * Without preloading the slots are this backend's own and there is no lock.
+ * LOCK MAP: Progress.mutex (a spinlock) protects every slot.  It is taken to
+ * claim, update or free a slot (only the owning backend writes its slot) and
+ * to copy all slots for glintru_training_progress(); each critical section
+ * is a few stores or one copy of the slots, with no call that can fail, so
+ * a spinlock fits (as pg_stat_statements' per-entry counters).  Without
+ * preloading the slots are this backend's own, under the same (uncontended)
+ * spinlock.
  * glintru_train() frees its slot however the training ends (PG_FINALLY),
  * and a backend that exits frees its slots (release_at_exit), so a failed
  * or killed training leaves nothing behind.
@@ -20,6 +23,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 
 #include "progress.h"
@@ -44,13 +48,14 @@ typedef struct TrainingProgress
 /* All slots; in shared memory when preloaded. */
 typedef struct Progress
 {
-	LWLock	   *lock;			/* NULL in private mode */
+	slock_t		mutex;			/* see LOCK MAP */
 	TrainingProgress slots[PROGRESS_SLOTS];
 } Progress;
 
 static bool shared_mode = false;
 static Progress *shared_progress = NULL;
 static Progress private_progress;
+static bool private_ready = false;
 static bool exit_registered = false;
 
 /* glintru is being preloaded: progress goes to shared memory. */
@@ -60,12 +65,11 @@ glintru_progress_use_shared_memory(void)
 	shared_mode = true;
 }
 
-/* Ask for the slots and their lock (shmem_request_hook). */
+/* Ask for the slots (shmem_request_hook). */
 void
 glintru_progress_shmem_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(Progress)));
-	RequestNamedLWLockTranche("glintru_progress", 1);
 }
 
 /* Create (postmaster) or find the slots (shmem_startup_hook). */
@@ -79,7 +83,7 @@ glintru_progress_shmem_startup(void)
 	if (!found)
 	{
 		memset(shared_progress, 0, sizeof(Progress));
-		shared_progress->lock = &GetNamedLWLockTranche("glintru_progress")[0].lock;
+		SpinLockInit(&shared_progress->mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -88,23 +92,14 @@ glintru_progress_shmem_startup(void)
 static Progress *
 progress(void)
 {
-	return shared_mode ? shared_progress : &private_progress;
-}
-
-/* Take Progress.lock (no-op in private mode). */
-static void
-lock(Progress *p, LWLockMode mode)
-{
-	if (p->lock)
-		LWLockAcquire(p->lock, mode);
-}
-
-/* Release Progress.lock. */
-static void
-unlock(Progress *p)
-{
-	if (p->lock)
-		LWLockRelease(p->lock);
+	if (shared_mode)
+		return shared_progress;
+	if (!private_ready)
+	{
+		SpinLockInit(&private_progress.mutex);
+		private_ready = true;
+	}
+	return &private_progress;
 }
 
 /*
@@ -121,11 +116,11 @@ release_at_exit(int code, Datum arg)
 	(void) arg;
 	if (p == NULL)
 		return;
-	lock(p, LW_EXCLUSIVE);
+	SpinLockAcquire(&p->mutex);
 	for (int i = 0; i < PROGRESS_SLOTS; i++)
 		if (p->slots[i].pid == MyProcPid)
 			p->slots[i].pid = 0;
-	unlock(p);
+	SpinLockRelease(&p->mutex);
 }
 
 /* Claim a slot for a training of model; -1 when all are taken (training goes on unseen). */
@@ -140,7 +135,7 @@ glintru_progress_begin(const char *model, int epochs)
 		before_shmem_exit(release_at_exit, (Datum) 0);
 		exit_registered = true;
 	}
-	lock(p, LW_EXCLUSIVE);
+	SpinLockAcquire(&p->mutex);
 	for (int i = 0; i < PROGRESS_SLOTS && slot < 0; i++)
 		if (p->slots[i].pid == 0)
 			slot = i;
@@ -154,7 +149,7 @@ glintru_progress_begin(const char *model, int epochs)
 		strlcpy(t->model, model, sizeof(t->model));
 		t->epochs = epochs;
 	}
-	unlock(p);
+	SpinLockRelease(&p->mutex);
 	return slot;
 }
 
@@ -168,7 +163,7 @@ glintru_progress_update(int slot, int epoch, int epochs, double loss, double val
 
 	if (slot < 0)
 		return;
-	lock(p, LW_EXCLUSIVE);
+	SpinLockAcquire(&p->mutex);
 	t = &p->slots[slot];
 	if (t->pid == MyProcPid)
 	{
@@ -180,7 +175,7 @@ glintru_progress_update(int slot, int epoch, int epochs, double loss, double val
 		t->elapsed = elapsed;
 		t->eta = eta;
 	}
-	unlock(p);
+	SpinLockRelease(&p->mutex);
 }
 
 /* The training finished or failed (glintru_train()'s PG_FINALLY): free its slot. */
@@ -191,10 +186,10 @@ glintru_progress_end(int slot)
 
 	if (slot < 0)
 		return;
-	lock(p, LW_EXCLUSIVE);
+	SpinLockAcquire(&p->mutex);
 	if (p->slots[slot].pid == MyProcPid)
 		p->slots[slot].pid = 0;
-	unlock(p);
+	SpinLockRelease(&p->mutex);
 }
 
 /* SQL glintru_training_progress(): the trainings running in this database. */
@@ -207,9 +202,9 @@ glintru_training_progress(PG_FUNCTION_ARGS)
 	TrainingProgress snap[PROGRESS_SLOTS];
 
 	InitMaterializedSRF(fcinfo, 0);
-	lock(p, LW_SHARED);
+	SpinLockAcquire(&p->mutex);
 	memcpy(snap, p->slots, sizeof(snap));
-	unlock(p);
+	SpinLockRelease(&p->mutex);
 	for (int i = 0; i < PROGRESS_SLOTS; i++)
 	{
 		TrainingProgress *t = &snap[i];
