@@ -102,8 +102,10 @@ CREATE TABLE glintru.attachments (
 REVOKE ALL ON glintru.attachments FROM PUBLIC;
 
 -- One row per (attachment, user): the incremental state of the user's window
--- (GRU state, last two dense1 outputs, attention sums, window item rows) and
--- the order value of the latest event, in the order column's text form.
+-- (src/core/forward.h: the committed GRU state h and gate output G, dense1 of
+-- the last two items, and the window's item rows; no attention sums: the
+-- attention is recomputed over the window when serving) and the order value
+-- of the latest event (the order type's binary send form, in bytea's hex text).
 CREATE TABLE glintru.user_state (
     attachment_id integer NOT NULL REFERENCES glintru.attachments(id) ON DELETE CASCADE,
     user_id       bigint NOT NULL,

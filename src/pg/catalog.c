@@ -1,7 +1,8 @@
 /*
- * catalog.c — the model catalogue glintru.models: loading (validated before
- * anything is stored), export, drop, listing, and the lookups the serving
- * path uses.
+ * catalog.c — storage: lookups and writes of glintru.models and
+ * glintru.attachments, the owner-role switch, and SPI with checked return
+ * codes.  Nothing here knows about the model cache, user states or SQL entry
+ * points; those call down into this file.
  *
  * Serving reads the catalogue the way PostgreSQL reads its own catalogues:
  * an index scan under the query's snapshot, with no SPI and no permission
@@ -16,67 +17,74 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "storage/fd.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "utils/timestamp.h"
 
-#include <sys/stat.h>
+#include "catalog.h"
+#include "schema.h"
 
-#include "glintru.h"
-#include "safetensors.h"
+/* ---- SPI with checked return codes ---- */
 
-/* attribute numbers of glintru.models (sql/glintru--*.sql) */
-#define ANUM_ID 1
-#define ANUM_NAME 2
-#define ANUM_VERSION 3
-#define ANUM_WEIGHTS 12
-
-static Oid
-catalog_namespace(void)
+/* SPI_connect, an internal error if it fails. */
+void
+glintru_spi_connect(void)
 {
-	Oid			nsp = get_namespace_oid("glintru", true);
+	int			rc = SPI_connect();
 
-	if (!OidIsValid(nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_SCHEMA),
-				 errmsg("schema \"glintru\" does not exist"),
-				 errhint("Run CREATE EXTENSION glintru in this database.")));
-	return nsp;
+	if (rc != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 }
 
-Oid
-glintru_catalog_relid(const char *relname)
+/* SPI_finish, an internal error if it fails. */
+void
+glintru_spi_finish(void)
 {
-	Oid			relid = get_relname_relid(relname, catalog_namespace());
+	int			rc = SPI_finish();
 
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"glintru.%s\" does not exist", relname),
-				 errhint("The glintru extension is damaged; recreate it.")));
-	return relid;
+	if (rc != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed: %s", SPI_result_code_string(rc));
 }
 
-/*
- * Like PostgreSQL's foreign-key triggers, glintru writes its own tables as
- * their owner: EXECUTE on a function is the whole permission check, and the
- * caller needs no rights on glintru's tables.
- */
+/* An SPI result other than the expected one is an internal error naming what was done. */
+void
+glintru_spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "%s: %s", what, SPI_result_code_string(rc));
+}
 
+/* Run one statement with parameters (none NULL), check its code; returns SPI_processed. */
+uint64
+glintru_spi_run(const char *sql, int nargs, Oid *types, Datum *args, bool read_only,
+				long tcount, int expected, const char *what)
+{
+	glintru_spi_check(SPI_execute_with_args(sql, nargs, types, args, NULL, read_only, tcount),
+					  expected, what);
+	return SPI_processed;
+}
+
+/* Column c (1-based) of row r of the last SPI result, a column that is never NULL. */
+static Datum
+spi_value(uint64 r, int c)
+{
+	bool		isnull;
+
+	return SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c, &isnull);
+}
+
+/* ---- running as the owner of a table ---- */
+
+/* The owner of a relation, from the syscache. */
 static Oid
 rel_owner(Oid relid)
 {
@@ -90,6 +98,12 @@ rel_owner(Oid relid)
 	return owner;
 }
 
+/*
+ * Like PostgreSQL's foreign-key triggers, glintru writes its own tables as
+ * their owner: EXECUTE on a function is the whole permission check, and the
+ * caller needs no rights on glintru's tables.  An error restores the role
+ * through the transaction's abort.
+ */
 void
 glintru_become_owner_of(Oid relid, GlintruRoleSwitch *rs)
 {
@@ -98,10 +112,48 @@ glintru_become_owner_of(Oid relid, GlintruRoleSwitch *rs)
 						   rs->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 }
 
+/* Back to the role glintru_become_owner_of() replaced. */
 void
 glintru_restore_role(const GlintruRoleSwitch *rs)
 {
 	SetUserIdAndSecContext(rs->save_user, rs->save_sec);
+}
+
+/* ---- lookups ---- */
+
+/* The OID of the schema glintru, or a hint to create the extension. */
+static Oid
+catalog_namespace(void)
+{
+	Oid			nsp = get_namespace_oid(GLINTRU_SCHEMA_NAME, true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"glintru\" does not exist"),
+				 errhint("Run CREATE EXTENSION glintru in this database.")));
+	return nsp;
+}
+
+/* The OID of one of glintru's tables or indexes (schema.h names them). */
+Oid
+glintru_catalog_relid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, catalog_namespace());
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"glintru.%s\" does not exist", relname),
+				 errhint("The glintru extension is damaged; recreate it.")));
+	return relid;
+}
+
+/* The snapshot index scans of glintru's tables read under: the statement's. */
+Snapshot
+glintru_catalog_snapshot(void)
+{
+	return ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 }
 
 /* Find the single row with key = value through the given unique index. */
@@ -111,11 +163,11 @@ catalog_fetch(Relation rel, const char *index, AttrNumber attno, RegProcedure eq
 {
 	ScanKeyData key;
 	SysScanDesc scan;
-	Snapshot	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 
 	ScanKeyEntryInitialize(&key, 0, attno, BTEqualStrategyNumber, InvalidOid,
 						   collation, eqproc, value);
-	scan = systable_beginscan(rel, glintru_catalog_relid(index), true, snap, 1, &key);
+	scan = systable_beginscan(rel, glintru_catalog_relid(index), true,
+							  glintru_catalog_snapshot(), 1, &key);
 	*scan_out = scan;
 	return systable_getnext(scan);
 }
@@ -125,7 +177,7 @@ static bool
 catalog_find_by(const char *index, AttrNumber attno, RegProcedure eqproc, Oid collation,
 				Datum value, GlintruCatalogEntry *entry)
 {
-	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_MODELS), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bool		found = false;
@@ -136,9 +188,10 @@ catalog_find_by(const char *index, AttrNumber attno, RegProcedure eqproc, Oid co
 		TupleDesc	desc = RelationGetDescr(rel);
 		bool		isnull;
 
-		entry->id = DatumGetInt32(heap_getattr(tup, ANUM_ID, desc, &isnull));
-		entry->version = DatumGetInt64(heap_getattr(tup, ANUM_VERSION, desc, &isnull));
-		strlcpy(entry->name, TextDatumGetCString(heap_getattr(tup, ANUM_NAME, desc, &isnull)),
+		entry->id = DatumGetInt32(heap_getattr(tup, Anum_glintru_models_id, desc, &isnull));
+		entry->version = DatumGetInt64(heap_getattr(tup, Anum_glintru_models_version, desc, &isnull));
+		strlcpy(entry->name,
+				TextDatumGetCString(heap_getattr(tup, Anum_glintru_models_name, desc, &isnull)),
 				sizeof(entry->name));
 		found = true;
 	}
@@ -147,36 +200,52 @@ catalog_find_by(const char *index, AttrNumber attno, RegProcedure eqproc, Oid co
 	return found;
 }
 
+/* The model row of this name, if any (the statement's snapshot). */
 bool
 glintru_catalog_find(const char *name, GlintruCatalogEntry *entry)
 {
-	return catalog_find_by("models_name_key", ANUM_NAME, F_TEXTEQ, DEFAULT_COLLATION_OID,
-						   CStringGetTextDatum(name), entry);
+	return catalog_find_by(GLINTRU_MODELS_NAME_KEY, Anum_glintru_models_name, F_TEXTEQ,
+						   DEFAULT_COLLATION_OID, CStringGetTextDatum(name), entry);
 }
 
+/* The model row of this id, if any (the statement's snapshot). */
 bool
 glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry)
 {
-	return catalog_find_by("models_pkey", ANUM_ID, F_INT4EQ, InvalidOid, Int32GetDatum(id), entry);
+	return catalog_find_by(GLINTRU_MODELS_PKEY, Anum_glintru_models_id, F_INT4EQ, InvalidOid,
+						   Int32GetDatum(id), entry);
 }
 
+/* The error every lookup of a model by name raises when there is none. */
+void
+glintru_catalog_no_such_model(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("model \"%s\" does not exist", name),
+			 errhint("glintru_models() lists the loaded models.")));
+}
+
+/* A copy of the stored file of model id, which must still be at this version. */
 bytea *
 glintru_catalog_weights(int32 id, int64 version)
 {
-	Relation	rel = table_open(glintru_catalog_relid("models"), AccessShareLock);
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_MODELS), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bytea	   *result = NULL;
 
-	tup = catalog_fetch(rel, "models_pkey", ANUM_ID, F_INT4EQ, InvalidOid,
+	tup = catalog_fetch(rel, GLINTRU_MODELS_PKEY, Anum_glintru_models_id, F_INT4EQ, InvalidOid,
 						Int32GetDatum(id), &scan);
 	if (HeapTupleIsValid(tup))
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
 		bool		isnull;
-		Datum		d = heap_getattr(tup, ANUM_WEIGHTS, RelationGetDescr(rel), &isnull);
+		Datum		d = heap_getattr(tup, Anum_glintru_models_weights, desc, &isnull);
 
 		/* the bytes must be those of the version the caller keys them by */
-		if (!isnull && DatumGetInt64(heap_getattr(tup, ANUM_VERSION, RelationGetDescr(rel), &isnull)) == version)
+		if (!isnull &&
+			DatumGetInt64(heap_getattr(tup, Anum_glintru_models_version, desc, &isnull)) == version)
 			result = DatumGetByteaPCopy(d);
 	}
 	systable_endscan(scan);
@@ -189,87 +258,35 @@ glintru_catalog_weights(int32 id, int64 version)
 	return result;
 }
 
+/* ---- writes of glintru.models ---- */
+
 /*
- * Validate a safetensors file completely and build the model in memory from
- * alloc(bytes, arg).  Every defect becomes an ERROR naming it.
+ * Insert or (replace) update the row of model name with a file already
+ * validated, whose configuration is cfg.  Every write gives the row a new
+ * version.  Returns whether an existing row was replaced; *stored is the
+ * row as written.
  */
-GlintruModel *
-glintru_model_from_bytes(const uint8 *buf, size_t len, void *(*alloc) (size_t, void *), void *arg)
+bool
+glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights, bool replace,
+					  GlintruCatalogEntry *stored)
 {
-	GlintruConfig cfg;
-	bool		has_pop;
-	char		err[512];
-	GlintruModel *m;
-
-	if (!glintru_safetensors_check(buf, len, &cfg, &has_pop, err, sizeof(err)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid model file: %s", err)));
-	m = glintru_safetensors_build(buf, len, alloc(glintru_model_bytes(&cfg, has_pop), arg),
-								  err, sizeof(err));
-	if (m == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid model file: %s", err)));
-	return m;
-}
-
-static void *
-palloc_huge(size_t n, void *arg)
-{
-	(void) arg;
-	return palloc_extended(n, MCXT_ALLOC_HUGE);
-}
-
-static void
-check_model_name(const char *name)
-{
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("model name must not be empty")));
-	if (strlen(name) >= NAMEDATALEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("model name \"%s\" is too long", name),
-				 errdetail("Model names are at most %d bytes.", NAMEDATALEN - 1)));
-}
-
-/* Validate and store; shared by both loaders and glintru_train(). */
-int32
-glintru_load_model_bytes(const char *name, bytea *weights, bool replace)
-{
-	GlintruModel *m;
 	Datum		args[8];
 	Oid			types[8] = {TEXTOID, INT8OID, INT4OID, INT4OID, INT4OID, FLOAT4OID, BYTEAOID, INT4OID};
-	int32		id = 0;
 	bool		exists;
 	GlintruRoleSwitch rs;
-	MemoryContext oldcxt = CurrentMemoryContext;
-	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "glintru load",
-											  ALLOCSET_DEFAULT_SIZES);
-
-	check_model_name(name);
-	MemoryContextSwitchTo(tmp);
-	m = glintru_model_from_bytes((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
-								 palloc_huge, NULL);
-	MemoryContextSwitchTo(oldcxt);
 
 	args[0] = CStringGetTextDatum(name);
-	args[1] = Int64GetDatum(m->config.n_rows - 1);
-	args[2] = Int32GetDatum(m->config.d);
-	args[3] = Int32GetDatum(m->config.n_heads);
-	args[4] = Int32GetDatum(m->config.max_seq_len);
-	args[5] = Float4GetDatum(m->config.layer_norm_eps);
+	args[1] = Int64GetDatum(cfg->n_rows - 1);
+	args[2] = Int32GetDatum(cfg->d);
+	args[3] = Int32GetDatum(cfg->n_heads);
+	args[4] = Int32GetDatum(cfg->max_seq_len);
+	args[5] = Float4GetDatum(cfg->layer_norm_eps);
 	args[6] = PointerGetDatum(weights);
-	MemoryContextDelete(tmp);
 
-	SPI_connect();
-	glintru_become_owner_of(glintru_catalog_relid("models"), &rs);
-	if (SPI_execute_with_args("SELECT id FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							  1, types, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read glintru.models");
-	exists = SPI_processed > 0;
+	glintru_spi_connect();
+	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_MODELS), &rs);
+	exists = glintru_spi_run("SELECT id FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							 1, types, args, false, 1, SPI_OK_SELECT, "could not read glintru.models") > 0;
 	if (exists && !replace)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -277,198 +294,230 @@ glintru_load_model_bytes(const char *name, bytea *weights, bool replace)
 				 errhint("Pass replace => true to replace it.")));
 	if (exists)
 	{
-		bool		isnull;
-
-		args[7] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (SPI_execute_with_args("UPDATE glintru.models SET "
-								  "version = pg_catalog.nextval('glintru.model_version_seq'::pg_catalog.regclass), "
-								  "n_items = $2, d = $3, n_heads = $4, max_seq_len = $5, layer_norm_eps = $6, "
-								  "checksum = pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
-								  "bytes = pg_catalog.length($7), loaded_at = pg_catalog.now(), weights = $7 "
-								  "WHERE id OPERATOR(pg_catalog.=) $8 RETURNING id",
-								  8, types, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "could not update glintru.models");
+		args[7] = spi_value(0, 1);
+		glintru_spi_run("UPDATE glintru.models SET "
+						"version = pg_catalog.nextval('glintru.model_version_seq'::pg_catalog.regclass), "
+						"n_items = $2, d = $3, n_heads = $4, max_seq_len = $5, layer_norm_eps = $6, "
+						"checksum = pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
+						"bytes = pg_catalog.length($7), loaded_at = pg_catalog.now(), weights = $7 "
+						"WHERE id OPERATOR(pg_catalog.=) $8 RETURNING id, version",
+						8, types, args, false, 1, SPI_OK_UPDATE_RETURNING, "could not update glintru.models");
 	}
-	else if (SPI_execute_with_args("INSERT INTO glintru.models "
-								   "(name, n_items, d, n_heads, max_seq_len, layer_norm_eps, checksum, bytes, weights) "
-								   "VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
-								   "pg_catalog.length($7), $7) RETURNING id",
-								   7, types, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into glintru.models");
-	{
-		bool		isnull;
-
-		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	else
+		glintru_spi_run("INSERT INTO glintru.models "
+						"(name, n_items, d, n_heads, max_seq_len, layer_norm_eps, checksum, bytes, weights) "
+						"VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
+						"pg_catalog.length($7), $7) RETURNING id, version",
+						7, types, args, false, 1, SPI_OK_INSERT_RETURNING, "could not insert into glintru.models");
+	if (SPI_processed != 1)
+		elog(ERROR, "could not write the row of model \"%s\"", name);
+	stored->id = DatumGetInt32(spi_value(0, 1));
+	stored->version = DatumGetInt64(spi_value(0, 2));
+	strlcpy(stored->name, name, sizeof(stored->name));
 	glintru_restore_role(&rs);
-	SPI_finish();
-	if (exists)
-	{
-		/* tables attached to this model: rebuild their state with the new weights */
-		CommandCounterIncrement();
-		PushCopiedSnapshot(GetActiveSnapshot());
-		UpdateActiveSnapshotCommandId();
-		glintru_rebuild_attachments(id);
-		PopActiveSnapshot();
-	}
-	return id;
+	glintru_spi_finish();
+	return exists;
 }
 
-PG_FUNCTION_INFO_V1(glintru_load_model);
-Datum
-glintru_load_model(PG_FUNCTION_ARGS)
+/* Delete the row of model name unless a table is attached to it; false if there is none. */
+bool
+glintru_catalog_drop(text *name)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	bytea	   *weights = PG_GETARG_BYTEA_PP(1);
-
-	PG_RETURN_INT32(glintru_load_model_bytes(name, weights, PG_GETARG_BOOL(2)));
-}
-
-PG_FUNCTION_INFO_V1(glintru_load_model_file);
-Datum
-glintru_load_model_file(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	FILE	   *f;
-	struct stat st;
-	bytea	   *buf;
-
-	/* the same rule as pg_read_binary_file() */
-	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to read server file \"%s\"", path),
-				 errhint("Only superusers and members of pg_read_server_files may load a model from a server file; "
-						 "others can pass the bytes to glintru_load_model().")));
-	f = AllocateFile(path, PG_BINARY_R);
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\" for reading: %m", path)));
-	if (fstat(fileno(f), &st) < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat file \"%s\": %m", path)));
-	if (!S_ISREG(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a regular file", path)));
-	if ((Size) st.st_size > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("file \"%s\" is too large (%lld bytes)", path, (long long) st.st_size),
-				 errdetail("A model is stored as a bytea, which holds at most 1 GB.")));
-	buf = palloc(VARHDRSZ + st.st_size);
-	if (fread(VARDATA(buf), 1, st.st_size, f) != (size_t) st.st_size)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read file \"%s\": %m", path)));
-	FreeFile(f);
-	SET_VARSIZE(buf, VARHDRSZ + st.st_size);
-	PG_RETURN_INT32(glintru_load_model_bytes(name, buf, PG_GETARG_BOOL(2)));
-}
-
-static void
-no_such_model(const char *name)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("model \"%s\" does not exist", name),
-			 errhint("glintru_models() lists the loaded models.")));
-}
-
-PG_FUNCTION_INFO_V1(glintru_export_model);
-Datum
-glintru_export_model(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	GlintruCatalogEntry e;
-
-	if (!glintru_catalog_find(name, &e))
-		no_such_model(name);
-	PG_RETURN_BYTEA_P(glintru_catalog_weights(e.id, e.version));
-}
-
-PG_FUNCTION_INFO_V1(glintru_drop_model);
-Datum
-glintru_drop_model(PG_FUNCTION_ARGS)
-{
-	text	   *name = PG_GETARG_TEXT_PP(0);
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1] = {PointerGetDatum(name)};
 	uint64		n;
 	GlintruRoleSwitch rs;
 
-	SPI_connect();
-	glintru_become_owner_of(glintru_catalog_relid("models"), &rs);
-	if (SPI_execute_with_args("SELECT a.relid::pg_catalog.text FROM glintru.attachments a "
-							  "JOIN glintru.models m ON m.id OPERATOR(pg_catalog.=) a.model_id "
-							  "WHERE m.name OPERATOR(pg_catalog.=) $1 ORDER BY 1",
-							  1, types, args, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0)
+	glintru_spi_connect();
+	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_MODELS), &rs);
+	if (glintru_spi_run("SELECT a.relid::pg_catalog.text FROM glintru.attachments a "
+						"JOIN glintru.models m ON m.id OPERATOR(pg_catalog.=) a.model_id "
+						"WHERE m.name OPERATOR(pg_catalog.=) $1 ORDER BY 1",
+						1, types, args, true, 0, SPI_OK_SELECT, "could not read glintru.attachments") > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("model \"%s\" is attached to table %s", text_to_cstring(name),
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Detach it first with glintru_detach().")));
-	if (SPI_execute_with_args("DELETE FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, types, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from glintru.models");
-	n = SPI_processed;
+	n = glintru_spi_run("DELETE FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1",
+						1, types, args, false, 0, SPI_OK_DELETE, "could not delete from glintru.models");
 	glintru_restore_role(&rs);
-	SPI_finish();
-	if (n == 0)
-		no_such_model(text_to_cstring(name));
-	PG_RETURN_VOID();
+	glintru_spi_finish();
+	return n > 0;
 }
 
-PG_FUNCTION_INFO_V1(glintru_models);
-Datum
-glintru_models(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+/* ---- glintru.attachments ---- */
 
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-	if (SPI_execute("SELECT name, n_items, d, n_heads, max_seq_len, bytes, checksum, loaded_at, id, version "
-					"FROM glintru.models ORDER BY name", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read glintru.models");
-	for (uint64 r = 0; r < SPI_processed; r++)
+/* Decode a row of glintru.attachments. */
+static void
+attachment_from_tuple(HeapTuple tup, TupleDesc desc, GlintruAttachment *a)
+{
+	bool		isnull;
+
+	a->id = DatumGetInt32(heap_getattr(tup, Anum_glintru_attachments_id, desc, &isnull));
+	a->relid = DatumGetObjectId(heap_getattr(tup, Anum_glintru_attachments_relid, desc, &isnull));
+	a->model_id = DatumGetInt32(heap_getattr(tup, Anum_glintru_attachments_model_id, desc, &isnull));
+	a->model_version = DatumGetInt64(heap_getattr(tup, Anum_glintru_attachments_model_version,
+												  desc, &isnull));
+	a->user_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_user_column, desc, &isnull));
+	a->item_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_item_column, desc, &isnull));
+	a->order_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_order_column, desc, &isnull));
+}
+
+/* The attachment of table relid, if any (an index scan, no SPI: the trigger's path). */
+bool
+glintru_attachment_by_relid(Oid relid, GlintruAttachment *a)
+{
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_ATTACHMENTS), AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyInit(&key, Anum_glintru_attachments_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, glintru_catalog_relid(GLINTRU_ATTACHMENTS_RELID_KEY), true,
+							  glintru_catalog_snapshot(), 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
 	{
-		Datum		values[9];
-		bool		nulls[9] = {0};
-		bool		isnull;
-
-		for (int c = 0; c < 8; c++)
-			values[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
-		values[8] = BoolGetDatum(glintru_shmem_active() &&
-								 glintru_model_cached(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 9, &isnull)),
-													  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 10, &isnull))));
-		/* text datums point into SPI memory: the tuplestore copies them */
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		attachment_from_tuple(tup, RelationGetDescr(rel), a);
+		found = true;
 	}
-	SPI_finish();
-	return (Datum) 0;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
-PG_FUNCTION_INFO_V1(glintru_memory);
-Datum
-glintru_memory(PG_FUNCTION_ARGS)
+/* All attachments, as a List of palloc'ed GlintruAttachment. */
+List *
+glintru_attachments_all(void)
 {
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {0};
-	int64		budget,
-				used;
-	int			models;
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_ATTACHMENTS), AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, glintru_catalog_snapshot(), 0, NULL);
+	HeapTuple	tup;
+	List	   *out = NIL;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	glintru_memory_usage(&budget, &used, &models);
-	values[0] = CStringGetTextDatum(glintru_shmem_active() ? "shared" : "private");
-	values[1] = Int64GetDatum(budget);
-	nulls[1] = budget < 0;
-	values[2] = Int64GetDatum(used);
-	values[3] = Int32GetDatum(models);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		GlintruAttachment *a = palloc(sizeof(GlintruAttachment));
+
+		attachment_from_tuple(tup, RelationGetDescr(rel), a);
+		out = lappend(out, a);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return out;
+}
+
+/* "table X is not attached" for a call naming a table that has no attachment. */
+static void
+not_attached(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("table %s is not attached to a glintru model",
+					get_rel_name(relid) ? get_rel_name(relid) : "(unknown)"),
+			 errhint("Attach it with glintru_attach(model, table).")));
+}
+
+/* The attachment a serving or verifying call means: the given table, or the only one. */
+GlintruAttachment
+glintru_attachment_resolve(bool have_relid, Oid relid)
+{
+	GlintruAttachment a;
+	List	   *all;
+	ListCell   *lc;
+	StringInfoData names;
+
+	if (have_relid)
+	{
+		if (!glintru_attachment_by_relid(relid, &a))
+			not_attached(relid);
+		return a;
+	}
+	all = glintru_attachments_all();
+	if (list_length(all) == 1)
+		return *(GlintruAttachment *) linitial(all);
+	if (all == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no interactions table is attached to a glintru model"),
+				 errhint("Attach one with glintru_attach(model, table).")));
+	initStringInfo(&names);
+	foreach(lc, all)
+	{
+		GlintruAttachment *x = lfirst(lc);
+		char	   *relname = get_rel_name(x->relid);
+
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "",
+						 relname ? quote_identifier(relname) : "(dropped table)");
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
+			 errmsg("more than one interactions table is attached: %s", names.data),
+			 errhint("Pass interactions => 'table' to choose one.")));
+	pg_unreachable();
+}
+
+/* Write the attachment row of a->relid (replacing any earlier one and, by cascade, its states); its id. */
+int32
+glintru_attachment_insert(const GlintruAttachment *a)
+{
+	Oid			types[6] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID};
+	Datum		args[6];
+	GlintruRoleSwitch rs;
+	int32		id;
+
+	args[0] = ObjectIdGetDatum(a->relid);
+	args[1] = Int32GetDatum(a->model_id);
+	args[2] = Int64GetDatum(a->model_version);
+	args[3] = NameGetDatum(&a->user_col);
+	args[4] = NameGetDatum(&a->item_col);
+	args[5] = NameGetDatum(&a->order_col);
+	glintru_spi_connect();
+	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_ATTACHMENTS), &rs);
+	glintru_spi_run("DELETE FROM glintru.attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+					1, types, args, false, 0, SPI_OK_DELETE, "could not delete from glintru.attachments");
+	if (glintru_spi_run("INSERT INTO glintru.attachments "
+						"(relid, model_id, model_version, user_column, item_column, order_column) "
+						"VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6) RETURNING id",
+						6, types, args, false, 0, SPI_OK_INSERT_RETURNING,
+						"could not insert into glintru.attachments") != 1)
+		elog(ERROR, "could not insert into glintru.attachments");
+	id = DatumGetInt32(spi_value(0, 1));
+	glintru_restore_role(&rs);
+	glintru_spi_finish();
+	return id;
+}
+
+/* Run one statement on glintru.attachments keyed by id (and a version), as its owner. */
+static void
+attachment_write(const char *sql, int32 id, int64 version, int expected, const char *what)
+{
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		args[2] = {Int32GetDatum(id), Int64GetDatum(version)};
+	GlintruRoleSwitch rs;
+
+	glintru_spi_connect();
+	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_ATTACHMENTS), &rs);
+	glintru_spi_run(sql, strstr(sql, "$2") ? 2 : 1, types, args, false, 0, expected, what);
+	glintru_restore_role(&rs);
+	glintru_spi_finish();
+}
+
+/* Delete an attachment row (its states go by cascade). */
+void
+glintru_attachment_delete(int32 id)
+{
+	attachment_write("DELETE FROM glintru.attachments WHERE id OPERATOR(pg_catalog.=) $1",
+					 id, 0, SPI_OK_DELETE, "could not delete from glintru.attachments");
+}
+
+/* Record that an attachment's states are now built with this model version. */
+void
+glintru_attachment_set_version(int32 id, int64 version)
+{
+	attachment_write("UPDATE glintru.attachments SET model_version = $2 WHERE id OPERATOR(pg_catalog.=) $1",
+					 id, version, SPI_OK_UPDATE, "could not update glintru.attachments");
 }

@@ -23,8 +23,11 @@
 #include "utils/lsyscache.h"
 
 #include "data.h"
-#include "glintru.h"
+#include "cache.h"
+#include "catalog.h"
 #include "metrics.h"
+#include "models.h"
+#include "progress.h"
 #include "safetensors.h"
 #include "train.h"
 
@@ -37,6 +40,7 @@ typedef struct Triples
 	int64		n;
 } Triples;
 
+/* A column of the table for a role; user and item columns must be integers. */
 static void
 check_integer_column(Oid relid, const char *col, const char *role)
 {
@@ -78,7 +82,7 @@ read_table(Oid relid, const char *ucol, const char *icol, const char *ocol)
 				 quote_identifier(ucol), quote_identifier(icol), quote_identifier(ocol));
 	tr.users = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
 	tr.items = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
-	SPI_connect();
+	glintru_spi_connect();
 	portal = SPI_cursor_open_with_args(NULL, q, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -108,7 +112,7 @@ read_table(Oid relid, const char *ucol, const char *icol, const char *ocol)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
-	SPI_finish();
+	glintru_spi_finish();
 	/* rows arrive in order: their position is the order key */
 	tr.order = palloc_extended(sizeof(int64) * (tr.n > 0 ? tr.n : 1), MCXT_ALLOC_HUGE);
 	for (int64 i = 0; i < tr.n; i++)
@@ -258,6 +262,7 @@ typedef struct Progress
 	char		name[NAMEDATALEN];
 } Progress;
 
+/* The engine's report after each epoch: shown to every session and as a NOTICE. */
 static void
 on_epoch(const GlintruEpochReport *r, void *arg)
 {
@@ -279,6 +284,7 @@ cancel_requested(void *arg)
 	return QueryCancelPending || ProcDiePending;
 }
 
+/* SQL glintru_train(name, table, ..., options): train a model and store it. */
 PG_FUNCTION_INFO_V1(glintru_train_sql);
 Datum
 glintru_train_sql(PG_FUNCTION_ARGS)
@@ -350,7 +356,7 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 	SET_VARSIZE(weights, VARHDRSZ + file_len);
 	memcpy(VARDATA(weights), file, file_len);
 	free(file);
-	id = glintru_load_model_bytes(name, weights, o.replace);
+	id = glintru_models_store(name, weights, o.replace);
 	PG_RETURN_INT32(id);
 }
 
@@ -359,6 +365,7 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 /* the sampled protocols draw the same negatives as glintru-eval's default */
 #define EVAL_SEED 42
 
+/* One result row of glintru_evaluate(): a metric and its value. */
 static void
 put_metric(ReturnSetInfo *rsinfo, const char *metric, double value)
 {
@@ -368,6 +375,7 @@ put_metric(ReturnSetInfo *rsinfo, const char *metric, double value)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
+/* SQL glintru_evaluate(model, table, ..., protocol, k): the model's metrics beside popularity's. */
 PG_FUNCTION_INFO_V1(glintru_evaluate);
 Datum
 glintru_evaluate(PG_FUNCTION_ARGS)
@@ -393,7 +401,7 @@ glintru_evaluate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("k must be from 1 to 1000, not %d", k)));
 	InitMaterializedSRF(fcinfo, 0);
-	pin = glintru_model_acquire(name);
+	pin = glintru_cache_acquire_name(name);
 	PG_TRY();
 	{
 		GlintruInteractions x = {0};
@@ -427,7 +435,7 @@ glintru_evaluate(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		glintru_model_release(&pin);
+		glintru_cache_release(&pin);
 	}
 	PG_END_TRY();
 	return (Datum) 0;

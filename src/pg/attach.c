@@ -1,0 +1,248 @@
+/*
+ * attach.c — attaching an interactions table to a model (glintru_attach:
+ * the triggers and a backfill of every user's state), detaching it
+ * (glintru_detach), and rebuilding the states of attached tables when their
+ * model is replaced.
+ *
+ * The triggers belong to the table and are created by its owner (the
+ * caller); glintru's rows are written as their owner (catalog.c).  Every
+ * identifier in dynamic SQL is quoted and every operator schema-qualified.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "attach.h"
+#include "cache.h"
+#include "catalog.h"
+#include "events.h"
+#include "state.h"
+
+/* the statement-level triggers glintru_attach() creates, and what fires them */
+static const char *const trigger_names[] = {"glintru_insert", "glintru_update", "glintru_delete", "glintru_truncate"};
+static const char *const trigger_events[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"};
+static const char *const trigger_tables[] = {
+	"REFERENCING NEW TABLE AS glintru_new",
+	"REFERENCING OLD TABLE AS glintru_old NEW TABLE AS glintru_new",
+	"REFERENCING OLD TABLE AS glintru_old",
+	""
+};
+
+/* Only the owner of a table may attach or detach it. */
+static void
+check_owner(Oid relid)
+{
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid)),
+				 errhint("Only the owner of an interactions table can attach or detach it.")));
+}
+
+/* Drop those of glintru's triggers the table has (caller connected to SPI). */
+static void
+drop_triggers(Oid relid, const char *qualname)
+{
+	for (int i = 0; i < (int) lengthof(trigger_names); i++)
+	{
+		Oid			types[2] = {OIDOID, TEXTOID};
+		Datum		args[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(trigger_names[i])};
+
+		/* DROP TRIGGER IF EXISTS would NOTICE about each missing one */
+		if (glintru_spi_run("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1 "
+							"AND tgname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+							2, types, args, true, 1, SPI_OK_SELECT, "could not read pg_trigger") > 0)
+			glintru_spi_check(SPI_execute(psprintf("DROP TRIGGER %s ON %s", trigger_names[i], qualname),
+										  false, 0),
+							  SPI_OK_UTILITY, "could not drop a glintru trigger");
+	}
+}
+
+/* Create the four triggers on the table, calling glintru_trigger() in schema fnschema. */
+static void
+create_triggers(const char *qualname, const char *fnschema)
+{
+	for (int i = 0; i < (int) lengthof(trigger_names); i++)
+		glintru_spi_check(SPI_execute(psprintf("CREATE TRIGGER %s AFTER %s ON %s %s FOR EACH STATEMENT "
+											   "EXECUTE FUNCTION %s.glintru_trigger()",
+											   trigger_names[i], trigger_events[i], qualname,
+											   trigger_tables[i], fnschema),
+									  false, 0),
+						  SPI_OK_UTILITY, "could not create a glintru trigger");
+}
+
+/*
+ * Rebuilding a user (an out-of-order or tied event, DELETE, UPDATE) reads the
+ * user's rows: without an index led by the user column that is a scan of
+ * the whole table inside the writing transaction.
+ */
+static void
+warn_without_user_index(Relation rel, AttrNumber user_att, AttrNumber order_att)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (idx->rd_index->indnatts > 0 && idx->rd_index->indkey.values[0] == user_att)
+			found = true;
+		index_close(idx, AccessShareLock);
+	}
+	if (!found)
+		ereport(NOTICE,
+				(errmsg("table \"%s\" has no index led by its user column",
+						RelationGetRelationName(rel)),
+				 errdetail("Rebuilding a user's state after a delete, an update or an out-of-order event then scans the whole table."),
+				 errhint("CREATE INDEX ON %s (%s, %s);", quote_identifier(RelationGetRelationName(rel)),
+						 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), user_att - 1)->attname)),
+						 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), order_att - 1)->attname)))));
+}
+
+/* What a backfill with a pinned model writes, and how many users it wrote. */
+typedef struct Backfill
+{
+	const GlintruTable *t;
+	int32		att_id;
+	int64		users;
+} Backfill;
+
+/* Backfill the states of one attachment with the model pinned. */
+static void
+backfill_pinned(const GlintruModel *m, void *arg)
+{
+	Backfill   *b = arg;
+
+	glintru_spi_connect();
+	b->users = glintru_state_backfill(b->t, m, b->att_id);
+	glintru_spi_finish();
+}
+
+/* The attachment glintru_attach() is asked for, the arguments checked. */
+static GlintruAttachment
+attach_arguments(FunctionCallInfo fcinfo, GlintruCatalogEntry *e)
+{
+	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			relid = PG_GETARG_OID(1);
+	GlintruAttachment a = {0};
+	char		relkind;
+
+	if (!glintru_catalog_find(model, e))
+		glintru_catalog_no_such_model(model);
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
+				 errhint("Attach the table that holds the interactions.")));
+	check_owner(relid);
+	a.relid = relid;
+	a.model_id = e->id;
+	a.model_version = e->version;
+	namestrcpy(&a.user_col, NameStr(*PG_GETARG_NAME(2)));
+	namestrcpy(&a.item_col, NameStr(*PG_GETARG_NAME(3)));
+	namestrcpy(&a.order_col, NameStr(*PG_GETARG_NAME(4)));
+	return a;
+}
+
+/* SQL glintru_attach(model, table, ...): triggers, then every user's state; the user count. */
+PG_FUNCTION_INFO_V1(glintru_attach);
+Datum
+glintru_attach(PG_FUNCTION_ARGS)
+{
+	GlintruCatalogEntry e;
+	GlintruAttachment a = attach_arguments(fcinfo, &e);
+	const char *fnschema = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
+	Relation	rel;
+	GlintruTable t;
+	Backfill	b;
+
+	/* block writers while the state is built from the table */
+	rel = table_open(a.relid, ShareRowExclusiveLock);
+	glintru_table_init(rel, &a, &t);
+	warn_without_user_index(rel, t.user_att, t.order_att);
+	table_close(rel, NoLock);
+
+	/* re-attaching: the old triggers, attachment and states go */
+	glintru_spi_connect();
+	drop_triggers(a.relid, t.qualname);
+	a.id = glintru_attachment_insert(&a);
+	create_triggers(t.qualname, fnschema);
+	glintru_spi_finish();
+
+	b.t = &t;
+	b.att_id = a.id;
+	b.users = 0;
+	glintru_cache_with_pin(glintru_cache_acquire(&e), backfill_pinned, &b);
+	PG_RETURN_INT64(b.users);
+}
+
+/*
+ * The model of e was replaced by the already validated model m, at version
+ * e->version: every table attached to it gets its state rebuilt with the new
+ * weights, in the same transaction.  m is used as it is (no cache lookup):
+ * the file was parsed once, by the load.
+ */
+void
+glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m)
+{
+	List	   *all = glintru_attachments_all();
+	ListCell   *lc;
+
+	foreach(lc, all)
+	{
+		GlintruAttachment *a = lfirst(lc);
+		GlintruTable t;
+
+		/* a dropped table's attachment stays until detached: nothing to rebuild */
+		if (a->model_id != e->id || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)))
+			continue;
+		glintru_table_open(a, ShareRowExclusiveLock, &t);
+		glintru_attachment_set_version(a->id, e->version);
+		glintru_state_delete_all(a->id);
+		{
+			Backfill	b = {&t, a->id, 0};
+
+			backfill_pinned(m, &b);
+		}
+	}
+}
+
+/* SQL glintru_detach(table): drop the triggers, the attachment and its states. */
+PG_FUNCTION_INFO_V1(glintru_detach);
+Datum
+glintru_detach(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	GlintruAttachment a;
+
+	if (!glintru_attachment_by_relid(relid, &a))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table %s is not attached to a glintru model",
+						get_rel_name(relid) ? get_rel_name(relid) : psprintf("with OID %u", relid))));
+	/* a dropped table: its triggers went with it */
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	{
+		check_owner(relid);
+		glintru_spi_connect();
+		drop_triggers(relid, quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														get_rel_name(relid)));
+		glintru_spi_finish();
+	}
+	glintru_attachment_delete(a.id);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,227 @@
+/*
+ * models.c — the SQL functions of the model catalogue: loading (from bytes
+ * or a server file), export, drop, glintru_models() and glintru_memory().
+ *
+ * A load validates the file exactly once: the parsed model gives the row's
+ * columns and, when an attached model is replaced, rebuilds the attached
+ * tables' states directly (attach.c), in the same transaction as the
+ * catalogue write, so the replacement is atomic.  The cache builds its own
+ * copy of the new version on its first use (keyed by the new version, so no
+ * session can see a model that was not committed).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include <sys/stat.h>
+
+#include "attach.h"
+#include "cache.h"
+#include "catalog.h"
+#include "models.h"
+
+/* Model names are non-empty and fit a NameData, as glintru_models() shows them. */
+static void
+check_model_name(const char *name)
+{
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("model name \"%s\" is too long", name),
+				 errdetail("Model names are at most %d bytes.", NAMEDATALEN - 1)));
+}
+
+/*
+ * Validate (once) and store a model file under name; replace an existing
+ * model only when asked.  Shared by both loaders and glintru_train().
+ * Returns the model's id.
+ */
+int32
+glintru_models_store(const char *name, bytea *weights, bool replace)
+{
+	const uint8 *buf = (const uint8 *) VARDATA_ANY(weights);
+	size_t		len = VARSIZE_ANY_EXHDR(weights);
+	GlintruConfig cfg;
+	bool		has_pop;
+	GlintruModel *m;
+	GlintruCatalogEntry stored;
+	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "glintru load",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	check_model_name(name);
+	glintru_model_check(buf, len, &cfg, &has_pop);
+	m = glintru_model_build(buf, len, MemoryContextAllocHuge(tmp, glintru_model_bytes(&cfg, has_pop)));
+	/* only a replacement can need the parsed model again: else free it before the write */
+	if (!replace)
+		MemoryContextReset(tmp);
+	if (glintru_catalog_store(name, &cfg, weights, replace, &stored))
+	{
+		/* tables attached to this model: rebuild their state with the new weights */
+		CommandCounterIncrement();
+		PushCopiedSnapshot(GetActiveSnapshot());
+		UpdateActiveSnapshotCommandId();
+		glintru_attach_rebuild_model(&stored, m);
+		PopActiveSnapshot();
+	}
+	MemoryContextDelete(tmp);
+	return stored.id;
+}
+
+/* SQL glintru_load_model(name, weights, replace): store a model from its bytes. */
+PG_FUNCTION_INFO_V1(glintru_load_model);
+Datum
+glintru_load_model(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bytea	   *weights = PG_GETARG_BYTEA_PP(1);
+
+	PG_RETURN_INT32(glintru_models_store(name, weights, PG_GETARG_BOOL(2)));
+}
+
+/* The whole of a regular server file as a bytea (the caller checked the privilege). */
+static bytea *
+read_server_file(const char *path)
+{
+	FILE	   *f;
+	struct stat st;
+	bytea	   *buf;
+
+	f = AllocateFile(path, PG_BINARY_R);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\" for reading: %m", path)));
+	if (fstat(fileno(f), &st) < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat file \"%s\": %m", path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a regular file", path)));
+	if ((Size) st.st_size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("file \"%s\" is too large (%lld bytes)", path, (long long) st.st_size),
+				 errdetail("A model is stored as a bytea, which holds at most 1 GB.")));
+	buf = palloc(VARHDRSZ + st.st_size);
+	if (fread(VARDATA(buf), 1, st.st_size, f) != (size_t) st.st_size)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\": %m", path)));
+	FreeFile(f);
+	SET_VARSIZE(buf, VARHDRSZ + st.st_size);
+	return buf;
+}
+
+/* SQL glintru_load_model_file(name, path, replace): store a model from a server file. */
+PG_FUNCTION_INFO_V1(glintru_load_model_file);
+Datum
+glintru_load_model_file(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	/* the same rule as pg_read_binary_file() */
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read server file \"%s\"", path),
+				 errhint("Only superusers and members of pg_read_server_files may load a model from a server file; "
+						 "others can pass the bytes to glintru_load_model().")));
+	PG_RETURN_INT32(glintru_models_store(name, read_server_file(path), PG_GETARG_BOOL(2)));
+}
+
+/* SQL glintru_export_model(name): the stored file, byte for byte. */
+PG_FUNCTION_INFO_V1(glintru_export_model);
+Datum
+glintru_export_model(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	GlintruCatalogEntry e;
+
+	if (!glintru_catalog_find(name, &e))
+		glintru_catalog_no_such_model(name);
+	PG_RETURN_BYTEA_P(glintru_catalog_weights(e.id, e.version));
+}
+
+/* SQL glintru_drop_model(name): remove a model no table is attached to. */
+PG_FUNCTION_INFO_V1(glintru_drop_model);
+Datum
+glintru_drop_model(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+
+	if (!glintru_catalog_drop(name))
+		glintru_catalog_no_such_model(text_to_cstring(name));
+	PG_RETURN_VOID();
+}
+
+/* SQL glintru_models(): one row per model, and whether it is in shared memory. */
+PG_FUNCTION_INFO_V1(glintru_models);
+Datum
+glintru_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	glintru_spi_connect();
+	glintru_spi_check(SPI_execute("SELECT name, n_items, d, n_heads, max_seq_len, bytes, checksum, loaded_at, id, version "
+								  "FROM glintru.models ORDER BY name", true, 0),
+					  SPI_OK_SELECT, "could not read glintru.models");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		values[9];
+		bool		nulls[9] = {0};
+		bool		isnull;
+
+		for (int c = 0; c < 8; c++)
+			values[c] = SPI_getbinval(row, desc, c + 1, &nulls[c]);
+		values[8] = BoolGetDatum(glintru_cache_shared() &&
+								 glintru_cache_contains(DatumGetInt32(SPI_getbinval(row, desc, 9, &isnull)),
+														DatumGetInt64(SPI_getbinval(row, desc, 10, &isnull))));
+		/* text datums point into SPI memory: the tuplestore copies them */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	glintru_spi_finish();
+	return (Datum) 0;
+}
+
+/* SQL glintru_memory(): where models are cached, the budget and what is used. */
+PG_FUNCTION_INFO_V1(glintru_memory);
+Datum
+glintru_memory(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {0};
+	int64		budget,
+				used;
+	int			models;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	glintru_cache_usage(&budget, &used, &models);
+	values[0] = CStringGetTextDatum(glintru_cache_shared() ? "shared" : "private");
+	values[1] = Int64GetDatum(budget);
+	nulls[1] = budget < 0;
+	values[2] = Int64GetDatum(used);
+	values[3] = Int32GetDatum(models);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

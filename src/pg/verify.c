@@ -1,0 +1,135 @@
+/*
+ * verify.c — glintru_verify_state(): compares every stored state of an
+ * attached table (or one user's) with a from-scratch computation over the
+ * table, under the statement's snapshot, and reports the users that differ.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+
+#include <math.h>
+
+#include "cache.h"
+#include "catalog.h"
+#include "events.h"
+#include "state.h"
+
+/* What a verification needs per user, and what it found. */
+typedef struct Verify
+{
+	GlintruWork *w;
+	int32		att_id;
+	ReturnSetInfo *rsinfo;
+	HTAB	   *seen;			/* users with a known item in the table */
+	const GlintruTable *t;
+	bool		have_user;		/* only_user alone, or every user */
+	int64		only_user;
+} Verify;
+
+/* One result row: a user and what is wrong with its state. */
+static void
+report(Verify *v, int64 user_id, const char *problem)
+{
+	Datum		values[2] = {Int64GetDatum(user_id), CStringGetTextDatum(problem)};
+	bool		nulls[2] = {false, false};
+
+	tuplestore_putvalues(v->rsinfo->setResult, v->rsinfo->setDesc, values, nulls);
+}
+
+/* glintru_for_each_user() callback: compare the user's stored state with its rows' state. */
+static void
+verify_user(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bool last_null)
+{
+	Verify	   *v = arg;
+	const GlintruModel *m = v->w->m;
+	bytea	   *stored = glintru_state_fetch(v->att_id, user_id);
+	float	   *u1 = palloc(sizeof(float) * m->config.d),
+			   *u2 = palloc(sizeof(float) * m->config.d);
+	GlintruState *s;
+	double		worst = 0;
+
+	(void) last;
+	(void) last_null;
+	hash_search(v->seen, &user_id, HASH_ENTER, NULL);
+	if (stored == NULL)
+	{
+		report(v, user_id, "missing state");
+		return;
+	}
+	if (!glintru_state_valid(m, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)))
+	{
+		report(v, user_id, "unreadable state");
+		return;
+	}
+	s = (GlintruState *) VARDATA_ANY(stored);
+	glintru_state_build(m, rows, n, v->w->a, v->w->scratch);
+	if (s->m != v->w->a->m ||
+		memcmp(glintru_state_rows(s), glintru_state_rows(v->w->a), sizeof(int32) * s->m) != 0)
+	{
+		report(v, user_id, psprintf("window differs: stored %d items, table %d", s->m, v->w->a->m));
+		return;
+	}
+	glintru_state_user_vector(m, s, u1, v->w->scratch);
+	glintru_state_user_vector(m, v->w->a, u2, v->w->scratch);
+	for (int i = 0; i < m->config.d; i++)
+		worst = Max(worst, fabs((double) u1[i] - u2[i]));
+	if (worst > 1e-4)
+		report(v, user_id, psprintf("user vector differs by %.3g", worst));
+}
+
+/* Check the users of the table, then report states of users the table does not have. */
+static void
+verify_pinned(const GlintruModel *m, void *arg)
+{
+	Verify	   *v = arg;
+	GlintruWork w;
+	HASHCTL		ctl = {0};
+	int64	   *users;
+	uint64		n;
+
+	glintru_work_init(&w, m);
+	v->w = &w;
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64);
+	ctl.hcxt = CurrentMemoryContext;
+	v->seen = hash_create("glintru verify", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	glintru_spi_connect();
+	glintru_for_each_user(v->t, m, v->have_user, v->only_user, false, verify_user, v);
+	glintru_spi_finish();
+
+	/* states of users that have no known item in the table */
+	users = glintru_state_users(v->att_id, v->have_user, v->only_user, &n);
+	for (uint64 i = 0; i < n; i++)
+		if (!hash_search(v->seen, &users[i], HASH_FIND, NULL))
+			report(v, users[i], "state without interactions");
+}
+
+/* SQL glintru_verify_state(table, user_id): the users whose state is not what the table gives. */
+PG_FUNCTION_INFO_V1(glintru_verify_state);
+Datum
+glintru_verify_state(PG_FUNCTION_ARGS)
+{
+	GlintruAttachment a;
+	GlintruTable t;
+	Verify		v;
+	bool		have_user = !PG_ARGISNULL(1);
+	int64		only_user = have_user ? PG_GETARG_INT64(1) : 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("interactions must not be null")));
+	a = glintru_attachment_resolve(true, PG_GETARG_OID(0));
+	InitMaterializedSRF(fcinfo, 0);
+	glintru_table_open(&a, AccessShareLock, &t);
+	v.att_id = a.id;
+	v.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	v.t = &t;
+	v.have_user = have_user;
+	v.only_user = only_user;
+	glintru_cache_with_pin(glintru_state_model(&a), verify_pinned, &v);
+	return (Datum) 0;
+}
