@@ -14,9 +14,7 @@
 # coreutils (tsort) and, for the call graph, binutils (nm).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-failed=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAILED: $*"; failed=1; }
+. test/lib.sh
 
 # The layers, top to bottom; a module calls only modules of lower layers.
 #   8 module     _PG_init, GUCs, shared memory hooks
@@ -139,4 +137,4 @@ spi_bad=$(grep -nE '\bSPI_(connect|finish|execute[a-z_]*)\(' src/pg/*.c \
 [ -z "$spi_bad" ] && ok "every SPI_connect, SPI_finish and SPI_execute* result in src/pg is checked" \
   || bad "unchecked SPI call: $(echo "$spi_bad" | head -5 | tr '\n' ' ')"
 
-exit $failed
+test_summary layers

@@ -65,7 +65,7 @@ passed=$((passed + np)); failed=$((failed + nf))
 if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
 
 echo "== shell-driven tests (concurrency, hot standby, crashes, fuzzing)"
-for t in test/concurrency.sh test/model_swap.sh test/memory.sh test/replica.sh test/crash.sh test/fuzz/run.sh; do
+for t in test/layers.sh test/concurrency.sh test/model_swap.sh test/memory.sh test/replica.sh test/crash.sh test/fuzz/run.sh; do
   if [ -f "$t" ]; then
     out=$(bash "$t" 2>&1); rc=$?
     echo "$out" | grep -E '^(ok|FAILED)' | sed "s|^|  |"
