@@ -61,6 +61,7 @@ np=$(grep -cE '^ok |^test .* \.\.\. ok|     [a-z_0-9]+ +\.\.\. ok' "$TMP/regress
 nf=$(grep -cE '^not ok |\.\.\. FAILED' "$TMP/regress.log")
 [ -f test/regression.diffs ] && { cat test/regression.diffs | head -100; }
 [ -f regression.diffs ] && { head -100 regression.diffs; }
+[ -f output_iso/regression.diffs ] && { head -100 output_iso/regression.diffs; }
 passed=$((passed + np)); failed=$((failed + nf))
 if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
 
