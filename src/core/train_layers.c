@@ -204,6 +204,7 @@ glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
 			R		   *yi = y + (size_t) i * d + h * dh;
 			double		s = 0;
 
+			/* exp - 1 as the serving forward computes it (not expm1: same bits) */
 			for (int j = 0; j < dh; j++)
 			{
 				yi[j] = xi[j] > 0 ? xi[j] : REXP(xi[j]) - 1;
@@ -453,6 +454,106 @@ attention_state_step(const GlintruNet *net, const GlintruRows *rw, int c, int p,
 	attention_state_add(S, kh + row * d, 1, v + row * d, net->n_heads, dh);
 }
 
+/* What a forward sweep over a chunk's positions computes at each head row. */
+typedef struct AttRow
+{
+	const R    *qh,
+			   *kpad,
+			   *vpad;
+	R		   *ctx;			/* forward: the context rows */
+	const R    *dctx;			/* backward: their gradient (NULL in the forward) */
+	R		   *dq,
+			   *dkpad,
+			   *dvpad;
+} AttRow;
+
+/* Forward at a head row (q̂ = q, npad padding slots): its ctx from the state S. */
+static void
+attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *out, const R *S)
+{
+	const R    *kpad = a->kpad,
+			   *vpad = a->vpad;
+
+	for (int h = 0; h < H; h++)
+	{
+		const R    *Sh = S + (size_t) h * dh * dh;
+		R			qk = 0;
+
+		for (int i = 0; i < dh; i++)
+			qk += q[h * dh + i] * kpad[h * dh + i];
+		for (int j = 0; j < dh; j++)
+		{
+			R			acc = npad * qk * vpad[h * dh + j];
+
+			for (int i = 0; i < dh; i++)
+				acc += q[h * dh + i] * Sh[(size_t) i * dh + j];
+			out[h * dh + j] = acc * sc;
+		}
+	}
+}
+
+/* Backward at a head row from its dctx g: dq (overwritten), dkpad, dvpad (accumulated). */
+static void
+attention_row_bwd_q(int H, int dh, R sc, R npad, const AttRow *a, const R *q, const R *g,
+					R *dqr, const R *S)
+{
+	const R    *kpad = a->kpad,
+			   *vpad = a->vpad;
+
+	for (int h = 0; h < H; h++)
+	{
+		const R    *Sh = S + (size_t) h * dh * dh;
+		R			gv = 0,
+					qk = 0;
+
+		for (int j = 0; j < dh; j++)
+			gv += g[h * dh + j] * vpad[h * dh + j];
+		for (int i = 0; i < dh; i++)
+			qk += q[h * dh + i] * kpad[h * dh + i];
+		for (int i = 0; i < dh; i++)
+		{
+			R			acc = npad * gv * kpad[h * dh + i];
+
+			for (int j = 0; j < dh; j++)
+				acc += Sh[(size_t) i * dh + j] * g[h * dh + j];
+			dqr[h * dh + i] = acc * sc;
+			a->dkpad[h * dh + i] += sc * npad * gv * q[h * dh + i];
+		}
+		for (int j = 0; j < dh; j++)
+			a->dvpad[h * dh + j] += sc * npad * qk * g[h * dh + j];
+	}
+}
+
+/*
+ * The forward sweep over chunk c: the running state, and at every head
+ * row the forward (a->dctx NULL) or the backward's dq part.
+ */
+static void
+attention_sweep(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh, const R *v,
+				const AttRow *a, R *S)
+{
+	const GlintruChunk *ch = &rw->ch[c];
+	int			d = net->d,
+				H = net->n_heads,
+				dh = d / H;
+	R			sc = (R) (1.0 / sqrt((double) dh));
+
+	memset(S, 0, sizeof(R) * d * dh);
+	for (int p = 0; p < ch->len; p++)
+	{
+		attention_state_step(net, rw, c, p, kh, v, S);
+		if (p < ch->p_lo)
+			continue;
+		size_t		row = (size_t) (rw->hd_off[c] + p - ch->p_lo) * d;
+		R			npad = (R) (net->max_seq_len - p - 1);
+
+		if (a->dctx)
+			attention_row_bwd_q(H, dh, sc, npad, a, a->qh + row, a->dctx + row, a->dq + row, S);
+		else
+			attention_row_fwd(H, dh, sc, npad, a, a->qh + row, a->ctx + row, S);
+	}
+}
+
 /*
  * Causal linear attention with the padding term, per chunk:
  * ctx_p = [Σ_{t≤p} (q̂_p·k̂_t) v_t + (L-p-1)(q̂_p·k̂pad) vpad] / √dh.
@@ -462,98 +563,10 @@ void
 glintru_attention_fwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
 					  const R *v, const R *qh, const R *kpad, const R *vpad, R *ctx, R *S)
 {
-	int			d = net->d,
-				H = net->n_heads,
-				dh = d / H,
-				L = net->max_seq_len;
-	R			sc = (R) (1.0 / sqrt((double) dh));
+	AttRow		a = {.qh = qh, .kpad = kpad, .vpad = vpad, .ctx = ctx};
 
 	for (int c = 0; c < rw->nc; c++)
-	{
-		const GlintruChunk *ch = &rw->ch[c];
-
-		memset(S, 0, sizeof(R) * d * dh);
-		for (int p = 0; p < ch->len; p++)
-		{
-			attention_state_step(net, rw, c, p, kh, v, S);
-			if (p < ch->p_lo)
-				continue;
-			int			row = rw->hd_off[c] + p - ch->p_lo;
-			const R    *q = qh + (size_t) row * d;
-			R		   *out = ctx + (size_t) row * d;
-			R			npad = (R) (L - p - 1);
-
-			for (int h = 0; h < H; h++)
-			{
-				const R    *Sh = S + (size_t) h * dh * dh;
-				R			qk = 0;
-
-				for (int i = 0; i < dh; i++)
-					qk += q[h * dh + i] * kpad[h * dh + i];
-				for (int j = 0; j < dh; j++)
-				{
-					R			acc = npad * qk * vpad[h * dh + j];
-
-					for (int i = 0; i < dh; i++)
-						acc += q[h * dh + i] * Sh[(size_t) i * dh + j];
-					out[h * dh + j] = acc * sc;
-				}
-			}
-		}
-	}
-}
-
-/*
- * Backward, forward sweep of one chunk: rebuilds the state to give dq
- * (overwritten) and the padding terms dkpad, dvpad (accumulated).
- */
-static void
-attention_bwd_q(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh,
-				const R *v, const R *qh, const R *kpad, const R *vpad, const R *dctx,
-				R *dq, R *dkpad, R *dvpad, R *S)
-{
-	int			d = net->d,
-				H = net->n_heads,
-				dh = d / H,
-				L = net->max_seq_len;
-	R			sc = (R) (1.0 / sqrt((double) dh));
-	const GlintruChunk *ch = &rw->ch[c];
-
-	memset(S, 0, sizeof(R) * d * dh);
-	for (int p = 0; p < ch->len; p++)
-	{
-		attention_state_step(net, rw, c, p, kh, v, S);
-		if (p < ch->p_lo)
-			continue;
-		int			row = rw->hd_off[c] + p - ch->p_lo;
-		const R    *g = dctx + (size_t) row * d;
-		const R    *q = qh + (size_t) row * d;
-		R		   *dqr = dq + (size_t) row * d;
-		R			npad = (R) (L - p - 1);
-
-		for (int h = 0; h < H; h++)
-		{
-			const R    *Sh = S + (size_t) h * dh * dh;
-			R			gv = 0,
-						qk = 0;
-
-			for (int j = 0; j < dh; j++)
-				gv += g[h * dh + j] * vpad[h * dh + j];
-			for (int i = 0; i < dh; i++)
-				qk += q[h * dh + i] * kpad[h * dh + i];
-			for (int i = 0; i < dh; i++)
-			{
-				R			acc = npad * gv * kpad[h * dh + i];
-
-				for (int j = 0; j < dh; j++)
-					acc += Sh[(size_t) i * dh + j] * g[h * dh + j];
-				dqr[h * dh + i] = acc * sc;
-				dkpad[h * dh + i] += sc * npad * gv * q[h * dh + i];
-			}
-			for (int j = 0; j < dh; j++)
-				dvpad[h * dh + j] += sc * npad * qk * g[h * dh + j];
-		}
-	}
+		attention_sweep(net, rw, c, kh, v, &a, S);
 }
 
 /*
@@ -616,9 +629,13 @@ glintru_attention_bwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
 					  const R *v, const R *qh, const R *kpad, const R *vpad,
 					  const R *dctx, R *dq, R *dk, R *dv, R *dkpad, R *dvpad, R *S)
 {
+	AttRow		a = {.qh = qh, .kpad = kpad, .vpad = vpad, .dctx = dctx,
+	.dq = dq, .dkpad = dkpad, .dvpad = dvpad};
+
+	/* per chunk: a forward sweep rebuilds the state for dq, a backward one gives dk, dv */
 	for (int c = 0; c < rw->nc; c++)
 	{
-		attention_bwd_q(net, rw, c, kh, v, qh, kpad, vpad, dctx, dq, dkpad, dvpad, S);
+		attention_sweep(net, rw, c, kh, v, &a, S);
 		attention_bwd_kv(net, rw, c, kh, v, qh, dctx, dk, dv, S);
 	}
 }

@@ -345,6 +345,26 @@ branches_fwd(Pass *P)
 }
 
 /*
+ * The residual tail of both MLP blocks over head rows: pre = drop(W X + b)
+ * + res (mask when inner dropout is on), out = LN(pre), the shared LayerNorm.
+ */
+static void
+residual_ln_fwd(Pass *P, const R *X, int tw, int tb, const R *mask, const R *res, R *pre,
+				R *xhat, R *rstd, R *out)
+{
+	const GlintruNet *net = P->net;
+	size_t		hd = (size_t) P->n_hd * P->d;
+
+	glintru_linear_fwd(X, P->n_hd, P->d, PRM(net, tw), PRM(net, tb), pre, P->d);
+	if (P->inner)
+		glintru_dropout_fwd(pre, mask, hd);
+	for (size_t i = 0; i < hd; i++)
+		pre[i] += res[i];
+	glintru_layernorm_fwd(pre, P->n_hd, P->d, PRM(net, GT_LN_W), PRM(net, GT_LN_B), net->ln_eps,
+						  xhat, rstd, out);
+}
+
+/*
  * Mix and MLP head: M = w0 Y + w1 A;
  * Z = LN(drop(dense(M ⊙ gelu(dense2(x)))) + x);
  * U = LN(drop(denseout(dense3(Z) ⊙ gelu(dense4(Z)))) + Z).
@@ -373,24 +393,14 @@ head_fwd(Pass *P)
 	glintru_gelu_fwd(w->d2, w->d2g, hd);
 	for (size_t i = 0; i < hd; i++)
 		w->Pm[i] = w->M[i] * w->d2g[i];
-	glintru_linear_fwd(w->Pm, n_hd, d, PRM(net, GT_DENSE_W), PRM(net, GT_DENSE_B), w->D, d);
-	if (P->inner)
-		glintru_dropout_fwd(w->D, w->mD, hd);
-	for (size_t i = 0; i < hd; i++)
-		w->D[i] += w->xh[i];
-	glintru_layernorm_fwd(w->D, n_hd, d, PRM(net, GT_LN_W), PRM(net, GT_LN_B), net->ln_eps, w->Zh, w->Zrs, w->Z);
+	residual_ln_fwd(P, w->Pm, GT_DENSE_W, GT_DENSE_B, w->mD, w->xh, w->D, w->Zh, w->Zrs, w->Z);
 
 	glintru_linear_fwd(w->Z, n_hd, d, PRM(net, GT_DENSE3_W), PRM(net, GT_DENSE3_B), w->X3, d);
 	glintru_linear_fwd(w->Z, n_hd, d, PRM(net, GT_DENSE4_W), PRM(net, GT_DENSE4_B), w->X4, d);
 	glintru_gelu_fwd(w->X4, w->g4, hd);
 	for (size_t i = 0; i < hd; i++)
 		w->Q[i] = w->X3[i] * w->g4[i];
-	glintru_linear_fwd(w->Q, n_hd, d, PRM(net, GT_DENSEOUT_W), PRM(net, GT_DENSEOUT_B), w->O, d);
-	if (P->inner)
-		glintru_dropout_fwd(w->O, w->mO, hd);
-	for (size_t i = 0; i < hd; i++)
-		w->O[i] += w->Z[i];
-	glintru_layernorm_fwd(w->O, n_hd, d, PRM(net, GT_LN_W), PRM(net, GT_LN_B), net->ln_eps, w->Uh, w->Urs, w->U);
+	residual_ln_fwd(P, w->Q, GT_DENSEOUT_W, GT_DENSEOUT_B, w->mO, w->Z, w->O, w->Uh, w->Urs, w->U);
 }
 
 /* The forward of the whole model: every activation, user vectors in w->U. */
@@ -467,51 +477,66 @@ pass_loss(Pass *P, double loss_scale)
 /* backward                                                             */
 /* ------------------------------------------------------------------ */
 
+/* LayerNorm backward over head rows with tensors (tw, tb); dx overwritten. */
+static void
+head_ln_bwd(Pass *P, int tw, int tb, const R *dy, const R *xhat, const R *rstd, R *dx)
+{
+	glintru_layernorm_bwd(dy, P->n_hd, P->d, PRM(P->net, tw), xhat, rstd, dx, false,
+						  GRD(P->grad, P->net, tw), GRD(P->grad, P->net, tb));
+}
+
+/* A d→d linear's backward over head rows with tensors (tw, tb): dX (+)= (beta). */
+static void
+head_linear_bwd(Pass *P, int tw, int tb, const R *X, const R *dY, R *dX, R beta)
+{
+	glintru_linear_bwd(X, dY, P->n_hd, P->d, P->d, PRM(P->net, tw), dX, beta,
+					   GRD(P->grad, P->net, tw), GRD(P->grad, P->net, tb));
+}
+
+/*
+ * Backward of residual_ln_fwd from dy: dpre = LN backward, dres = dpre
+ * (the residual path, overwritten), then through the mask and the linear
+ * (X, tw, tb) into dX (overwritten).
+ */
+static void
+residual_ln_bwd(Pass *P, const R *dy, const R *xhat, const R *rstd, R *dpre, R *dres,
+				const R *mask, const R *X, int tw, int tb, R *dX)
+{
+	size_t		hd = (size_t) P->n_hd * P->d;
+
+	head_ln_bwd(P, GT_LN_W, GT_LN_B, dy, xhat, rstd, dpre);
+	memcpy(dres, dpre, sizeof(R) * hd);
+	if (P->inner)
+		glintru_dropout_bwd(dpre, mask, hd);
+	head_linear_bwd(P, tw, tb, X, dpre, dX, 0);
+}
+
 /* Backward of the MLP head (head_fwd after the mix): from dU to dM and dxh. */
 static void
 head_bwd(Pass *P)
 {
-	const GlintruNet *net = P->net;
 	GlintruWork *w = P->w;
-	R		   *grad = P->grad;
-	int			d = P->d,
-				n_hd = P->n_hd;
-	size_t		hd = (size_t) n_hd * d;
+	size_t		hd = (size_t) P->n_hd * P->d;
 
 	/* U = LN(Upre) ; Upre = drop(O) + Z */
-	glintru_layernorm_bwd(w->dU, n_hd, d, PRM(net, GT_LN_W), w->Uh, w->Urs, w->dUp, false,
-						  GRD(grad, net, GT_LN_W), GRD(grad, net, GT_LN_B));
-	memcpy(w->dZ, w->dUp, sizeof(R) * hd);
-	if (P->inner)
-		glintru_dropout_bwd(w->dUp, w->mO, hd);
-	glintru_linear_bwd(w->Q, w->dUp, n_hd, d, d, PRM(net, GT_DENSEOUT_W), w->dQ, 0,
-					   GRD(grad, net, GT_DENSEOUT_W), GRD(grad, net, GT_DENSEOUT_B));
+	residual_ln_bwd(P, w->dU, w->Uh, w->Urs, w->dUp, w->dZ, w->mO, w->Q, GT_DENSEOUT_W, GT_DENSEOUT_B, w->dQ);
 	for (size_t i = 0; i < hd; i++)
 	{
 		w->dX3[i] = w->dQ[i] * w->g4[i];
 		w->dQ[i] = w->dQ[i] * w->X3[i];	/* d g4 */
 	}
 	glintru_gelu_bwd(w->X4, w->dQ, w->dX4, hd);
-	glintru_linear_bwd(w->Z, w->dX3, n_hd, d, d, PRM(net, GT_DENSE3_W), w->dZ, 1,
-					   GRD(grad, net, GT_DENSE3_W), GRD(grad, net, GT_DENSE3_B));
-	glintru_linear_bwd(w->Z, w->dX4, n_hd, d, d, PRM(net, GT_DENSE4_W), w->dZ, 1,
-					   GRD(grad, net, GT_DENSE4_W), GRD(grad, net, GT_DENSE4_B));
+	head_linear_bwd(P, GT_DENSE3_W, GT_DENSE3_B, w->Z, w->dX3, w->dZ, 1);
+	head_linear_bwd(P, GT_DENSE4_W, GT_DENSE4_B, w->Z, w->dX4, w->dZ, 1);
 	/* Z = LN(Zpre) ; Zpre = drop(dense(Pm)) + x */
-	glintru_layernorm_bwd(w->dZ, n_hd, d, PRM(net, GT_LN_W), w->Zh, w->Zrs, w->dZp, false,
-						  GRD(grad, net, GT_LN_W), GRD(grad, net, GT_LN_B));
-	memcpy(w->dxh, w->dZp, sizeof(R) * hd);
-	if (P->inner)
-		glintru_dropout_bwd(w->dZp, w->mD, hd);
-	glintru_linear_bwd(w->Pm, w->dZp, n_hd, d, d, PRM(net, GT_DENSE_W), w->dPm, 0,
-					   GRD(grad, net, GT_DENSE_W), GRD(grad, net, GT_DENSE_B));
+	residual_ln_bwd(P, w->dZ, w->Zh, w->Zrs, w->dZp, w->dxh, w->mD, w->Pm, GT_DENSE_W, GT_DENSE_B, w->dPm);
 	for (size_t i = 0; i < hd; i++)
 	{
 		w->dM[i] = w->dPm[i] * w->d2g[i];
 		w->dd2g[i] = w->dPm[i] * w->M[i];
 	}
 	glintru_gelu_bwd(w->d2, w->dd2g, w->dd2, hd);
-	glintru_linear_bwd(w->xh, w->dd2, n_hd, d, d, PRM(net, GT_DENSE2_W), w->dxh, 1,
-					   GRD(grad, net, GT_DENSE2_W), GRD(grad, net, GT_DENSE2_B));
+	head_linear_bwd(P, GT_DENSE2_W, GT_DENSE2_B, w->xh, w->dd2, w->dxh, 1);
 }
 
 /* Backward of the mix M = w0 Y + w1 A: dY, dA and the two mix logits. */
@@ -550,28 +575,21 @@ mix_bwd(Pass *P)
 static void
 attention_expert_bwd(Pass *P)
 {
-	const GlintruNet *net = P->net;
 	GlintruWork *w = P->w;
-	R		   *grad = P->grad;
-	int			d = P->d,
-				n_hd = P->n_hd;
-	size_t		hd = (size_t) n_hd * d;
+	size_t		hd = (size_t) P->n_hd * P->d;
 
-	glintru_layernorm_bwd(w->dA, n_hd, d, PRM(net, GT_ATT_LN_W), w->Ah, w->Ars, w->dAp, false,
-						  GRD(grad, net, GT_ATT_LN_W), GRD(grad, net, GT_ATT_LN_B));
+	head_ln_bwd(P, GT_ATT_LN_W, GT_ATT_LN_B, w->dA, w->Ah, w->Ars, w->dAp);
 	for (size_t i = 0; i < hd; i++)
 		w->dxh[i] += w->dAp[i];
 	if (P->attd)
 		glintru_dropout_bwd(w->dAp, w->mo, hd);
-	glintru_linear_bwd(w->ctx, w->dAp, n_hd, d, d, PRM(net, GT_ATT_O_W), w->dctx, 0,
-					   GRD(grad, net, GT_ATT_O_W), GRD(grad, net, GT_ATT_O_B));
-	memset(w->pd.dkh, 0, sizeof(R) * d);
-	memset(w->pd.dv, 0, sizeof(R) * d);
-	glintru_attention_bwd(net, &P->rw, w->kh, w->v, w->qh, w->pd.kh, w->pd.v, w->dctx,
+	head_linear_bwd(P, GT_ATT_O_W, GT_ATT_O_B, w->ctx, w->dAp, w->dctx, 0);
+	memset(w->pd.dkh, 0, sizeof(R) * P->d);
+	memset(w->pd.dv, 0, sizeof(R) * P->d);
+	glintru_attention_bwd(P->net, &P->rw, w->kh, w->v, w->qh, w->pd.kh, w->pd.v, w->dctx,
 						  w->dq, w->dk, w->dv, w->pd.dkh, w->pd.dv, w->pd.S);
-	glintru_elunorm_bwd(w->qraw, w->qh, w->qinv, w->dq, n_hd, d, P->dh, w->dqraw);
-	glintru_linear_bwd(w->xh, w->dqraw, n_hd, d, d, PRM(net, GT_ATT_Q_W), w->dxh, 1,
-					   GRD(grad, net, GT_ATT_Q_W), GRD(grad, net, GT_ATT_Q_B));
+	glintru_elunorm_bwd(w->qraw, w->qh, w->qinv, w->dq, P->n_hd, P->d, P->dh, w->dqraw);
+	head_linear_bwd(P, GT_ATT_Q_W, GT_ATT_Q_B, w->xh, w->dqraw, w->dxh, 1);
 }
 
 /*

@@ -96,15 +96,13 @@ out:
  * own OpenBLAS state, and exchange results through pipes and shared memory.
  */
 
-/* Writes exactly n bytes to fd; false on error. */
+/* Moves exactly n bytes through fd (write or read); false on EOF or error. */
 static bool
-write_all(int fd, const void *p, size_t n)
+io_all(int fd, char *c, size_t n, bool wr)
 {
-	const char *c = p;
-
 	while (n > 0)
 	{
-		ssize_t		k = write(fd, c, n);
+		ssize_t		k = wr ? write(fd, c, n) : read(fd, c, n);
 
 		if (k <= 0)
 			return false;
@@ -114,22 +112,19 @@ write_all(int fd, const void *p, size_t n)
 	return true;
 }
 
+/* Writes exactly n bytes to fd; false on error. */
+static bool
+write_all(int fd, const void *p, size_t n)
+{
+	/* io_all does not write through c when wr is true */
+	return io_all(fd, (char *) p, n, true);
+}
+
 /* Reads exactly n bytes from fd; false on EOF or error. */
 static bool
 read_all(int fd, void *p, size_t n)
 {
-	char	   *c = p;
-
-	while (n > 0)
-	{
-		ssize_t		k = read(fd, c, n);
-
-		if (k <= 0)
-			return false;
-		c += k;
-		n -= (size_t) k;
-	}
-	return true;
+	return io_all(fd, p, n, false);
 }
 
 /* Metrics of a net on a split; parts 1.. of the users run in forked processes. */
@@ -274,7 +269,7 @@ glintru_pool_map(GlintruPool *p, uint64_t np, int64_t n_chunks, char *err, size_
 		return false;
 	}
 	p->params = (R *) p->shm;
-	p->order = (int64_t *) ((R *) p->shm + np * (size_t) p->nt);
+	p->order = (int64_t *) ((char *) p->shm + sizeof(R) * np * (size_t) p->nt);
 	for (int t = 0; t < p->nt; t++)
 	{
 		p->grads[t] = t == 0 ? malloc(sizeof(R) * np) : (R *) p->shm + np * (size_t) t;
