@@ -122,11 +122,11 @@ int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len
 /*
  * Limits of the training options, one set for SQL (glintru_train) and the
  * command line (glintru-train), checked by glintru_train_options_check.
- * They are the SQL function's long-standing ranges (a training runs
- * inside a backend, so d and L bound its memory), widened to the engine's
- * real minimum for d (even, ≥ 2) and the CLI's batch sizes.
+ * They are the SQL function's long-standing ranges: a training runs
+ * inside a backend, so d and L bound its memory, and d = 2 (one unit per
+ * head) trains to NaN at once, so the CLI's old d ≥ 2 never worked.
  */
-#define GLINTRU_TRAIN_MIN_D 2
+#define GLINTRU_TRAIN_MIN_D 4
 #define GLINTRU_TRAIN_MAX_D 512
 #define GLINTRU_TRAIN_MAX_HEADS GLINTRU_TRAIN_MAX_D
 #define GLINTRU_TRAIN_MAX_SEQ_LEN 4096
