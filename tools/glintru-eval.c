@@ -13,6 +13,7 @@
 #include "util.h"
 #include "train.h"
 
+/* The option summary. */
 static void
 usage(FILE *f)
 {
@@ -24,6 +25,7 @@ usage(FILE *f)
 			"the item filter the model was trained with).\n");
 }
 
+/* Evaluate a model file (or the popularity baseline) on a data file's split. */
 int
 main(int argc, char **argv)
 {
@@ -93,7 +95,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (threads < 1 || threads > 16)
+	if (threads < 1 || threads > GLINTRU_TRAIN_MAX_WORKERS)
 		threads = 2;
 
 	GlintruInteractions x;

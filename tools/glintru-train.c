@@ -1,9 +1,10 @@
 /*
  * glintru-train — train a GLINT-RU model on an interaction file with the C
- * engine (src/train.c) and write it as safetensors.
+ * engine (src/core/train*.c) and write it as safetensors.
  *
  *   glintru-train --data FILE --out MODEL.safetensors [options]
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "safetensors.h"
 #include "train.h"
 
+/* The option summary. */
 static void
 usage(FILE *f)
 {
@@ -42,6 +44,7 @@ typedef struct Ctx
 
 static bool save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, size_t *len);
 
+/* Per epoch: checkpoint an improvement, print a progress line. */
 static void
 progress(const GlintruEpochReport *r, void *arg)
 {
@@ -64,6 +67,7 @@ progress(const GlintruEpochReport *r, void *arg)
 			r->stopped ? "  (early stop)" : "");
 }
 
+/* Writes the net as a safetensors file (via a temporary and rename). */
 static bool
 save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, size_t *len)
 {
@@ -94,6 +98,7 @@ save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, si
 	return ok;
 }
 
+/* The number of option name in [lo, hi], else a message and false. */
 static bool
 num_arg(const char *name, const char *v, double lo, double hi, double *out)
 {
@@ -115,6 +120,7 @@ num_arg(const char *name, const char *v, double lo, double hi, double *out)
 	return true;
 }
 
+/* Parse, check, read and split the data, train, save, report the test split. */
 int
 main(int argc, char **argv)
 {
@@ -147,18 +153,20 @@ main(int argc, char **argv)
 			out = v;
 #define NUM(flag, lo, hi, dst) \
 		else if (strcmp(a, flag) == 0) { if (!num_arg(flag, v, lo, hi, &x)) return 2; dst = x; }
-		NUM("--d", 2, 512, o.d)
-		NUM("--heads", 1, 512, o.n_heads)
-		NUM("--max-seq-len", 1, 100000, o.max_seq_len)
-		NUM("--epochs", 1, 1e6, o.epochs)
-		NUM("--batch-size", 1, 1e6, o.batch_size)
-		NUM("--lr", 1e-12, 10, o.lr)
-		NUM("--dropout", 0, 0.95, o.p_emb)
-		NUM("--inner-dropout", 0, 0.95, o.p_inner)
-		NUM("--patience", 0, 1e6, o.patience)
+		/* integer ranges are the engine's limits (train.h); reals are judged by
+		 * glintru_train_options_check below, as in SQL */
+		NUM("--d", GLINTRU_TRAIN_MIN_D, GLINTRU_TRAIN_MAX_D, o.d)
+		NUM("--heads", 1, GLINTRU_TRAIN_MAX_HEADS, o.n_heads)
+		NUM("--max-seq-len", 1, GLINTRU_TRAIN_MAX_SEQ_LEN, o.max_seq_len)
+		NUM("--epochs", 1, GLINTRU_TRAIN_MAX_EPOCHS, o.epochs)
+		NUM("--batch-size", 1, GLINTRU_TRAIN_MAX_BATCH, o.batch_size)
+		NUM("--lr", -HUGE_VAL, HUGE_VAL, o.lr)
+		NUM("--dropout", -HUGE_VAL, HUGE_VAL, o.p_emb)
+		NUM("--inner-dropout", -HUGE_VAL, HUGE_VAL, o.p_inner)
+		NUM("--patience", 0, GLINTRU_TRAIN_MAX_PATIENCE, o.patience)
 		NUM("--seed", 0, 1.8e19, o.seed)
 		NUM("--min-item-count", 0, 1e12, min_count)
-		NUM("--threads", 1, 16, o.n_threads)
+		NUM("--threads", 1, GLINTRU_TRAIN_MAX_WORKERS, o.n_threads)
 #undef NUM
 		else
 		{
@@ -174,9 +182,9 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (o.d % 2 != 0 || o.d % o.n_heads != 0)
+	if (!glintru_train_options_check(&o, err, sizeof err))
 	{
-		fprintf(stderr, "glintru-train: --d (%d) must be even and divisible by --heads (%d)\n", o.d, o.n_heads);
+		fprintf(stderr, "glintru-train: %s\n", err);
 		return 2;
 	}
 

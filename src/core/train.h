@@ -119,6 +119,23 @@ void		glintru_adam_step(GlintruReal *param, const GlintruReal *grad,
 int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len,
 								   uint64_t uid_base, GlintruChunk *out, int max_out);
 
+/*
+ * Limits of the training options, one set for SQL (glintru_train) and the
+ * command line (glintru-train), checked by glintru_train_options_check.
+ * They are the SQL function's long-standing ranges: a training runs
+ * inside a backend, so d and L bound its memory, and d = 2 (one unit per
+ * head) trains to NaN at once, so the CLI's old d ≥ 2 never worked.
+ */
+#define GLINTRU_TRAIN_MIN_D 4
+#define GLINTRU_TRAIN_MAX_D 512
+#define GLINTRU_TRAIN_MAX_HEADS GLINTRU_TRAIN_MAX_D
+#define GLINTRU_TRAIN_MAX_SEQ_LEN 4096
+#define GLINTRU_TRAIN_MAX_EPOCHS 100000
+#define GLINTRU_TRAIN_MAX_BATCH (1 << 20)
+#define GLINTRU_TRAIN_MAX_PATIENCE 100000
+/* worker processes of training and evaluation (each one a full OpenBLAS state) */
+#define GLINTRU_TRAIN_MAX_WORKERS 16
+
 /* Options of the training loop. */
 typedef struct GlintruTrainOptions
 {
@@ -142,6 +159,14 @@ typedef struct GlintruTrainOptions
 } GlintruTrainOptions;
 
 void		glintru_train_defaults(GlintruTrainOptions *o);
+
+/*
+ * The one check of training options, after parsing: every limit above,
+ * lr in (0, 1), dropouts in [0, 1), d even and divisible by n_heads.  On
+ * failure false with a message naming the option as SQL spells it (e.g.
+ * option "epochs" must be an integer from 1 to 100000).
+ */
+bool		glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errlen);
 
 /* What the loop reports after each epoch. */
 typedef struct GlintruEpochReport

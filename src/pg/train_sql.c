@@ -177,6 +177,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	char		key[64] = "";
+	char		err[256];
 
 	glintru_train_defaults(&o->train);
 	o->train.n_threads = 1;		/* a backend never forks */
@@ -198,38 +199,28 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 		if (tok != WJB_VALUE)
 			continue;
 		if (strcmp(key, "d") == 0)
-			o->train.d = option_int(&v, key, 4, 512);
+			o->train.d = option_int(&v, key, GLINTRU_TRAIN_MIN_D, GLINTRU_TRAIN_MAX_D);
 		else if (strcmp(key, "heads") == 0)
-			o->train.n_heads = option_int(&v, key, 1, 512);
+			o->train.n_heads = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_HEADS);
 		else if (strcmp(key, "max_seq_len") == 0)
-			o->train.max_seq_len = option_int(&v, key, 1, 4096);
+			o->train.max_seq_len = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_SEQ_LEN);
 		else if (strcmp(key, "epochs") == 0)
-			o->train.epochs = option_int(&v, key, 1, 100000);
+			o->train.epochs = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_EPOCHS);
 		else if (strcmp(key, "batch_size") == 0)
-			o->train.batch_size = option_int(&v, key, 1, 1 << 20);
+			o->train.batch_size = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_BATCH);
 		else if (strcmp(key, "patience") == 0)
-			o->train.patience = option_int(&v, key, 0, 100000);
+			o->train.patience = option_int(&v, key, 0, GLINTRU_TRAIN_MAX_PATIENCE);
 		else if (strcmp(key, "seed") == 0)
 			o->train.seed = (uint64_t) option_int(&v, key, 0, INT_MAX);
 		else if (strcmp(key, "min_item_count") == 0)
 			o->min_item_count = option_int(&v, key, 0, INT_MAX);
 		else if (strcmp(key, "lr") == 0)
-		{
-			o->train.lr = option_number(&v, key);
-			if (!(o->train.lr > 0 && o->train.lr < 1))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"lr\" must be between 0 and 1")));
-		}
+			o->train.lr = option_number(&v, key);	/* range: glintru_train_options_check */
 		else if (strcmp(key, "dropout") == 0)
 		{
 			double		p = option_number(&v, key);
 
-			if (!(p >= 0 && p < 1))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"dropout\" must be at least 0 and below 1")));
-			/* one knob scales the published 0.2 / 0.2 / 0.3 */
+			/* one knob scales the published 0.2 / 0.2 / 0.3 (p ≥ 1 fails the check) */
 			o->train.p_emb = p;
 			o->train.p_att = p;
 			o->train.p_inner = Min(0.99, p * 1.5);
@@ -248,10 +239,11 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 					 errmsg("unknown option \"%s\"", key),
 					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace.")));
 	}
-	if (o->train.d % o->train.n_heads != 0 || o->train.d % 2 != 0)
+	/* the limits the command line has too (train.h) */
+	if (!glintru_train_options_check(&o->train, err, sizeof(err)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("d = %d must be even and divisible by heads = %d", o->train.d, o->train.n_heads)));
+				 errmsg("%s", err)));
 }
 
 /* ---- training ---- */

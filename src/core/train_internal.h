@@ -1,0 +1,347 @@
+/*
+ * train_internal.h — what the files of the training engine share and the
+ * rest of the tree does not see: the element type and BLAS spelling of the
+ * engine, the workspace (GlintruWork, sized and carved by train_work.c),
+ * the per-layer forward/backward functions (train_layers.c) and the step
+ * and evaluation workers (train_workers.c).
+ *
+ *   train_layers.c   one forward and one backward function per layer
+ *   train_work.c     the workspace table: arena size and pointers
+ *   train_pass.c     the all-prefix pass (SPEC §1) as per-layer calls
+ *   train.c          nets, initialisation, Adam, windows, models, epoch loop
+ *   train_workers.c  worker processes (the only fork/mmap/pipe code)
+ *
+ * Every function declared here is global in the extension's shared object,
+ * so every name starts with glintru_ (see README: symbol clashes with
+ * OpenBLAS internals crash the server).
+ */
+#ifndef GLINTRU_TRAIN_INTERNAL_H
+#define GLINTRU_TRAIN_INTERNAL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cblas.h>
+
+#include "train.h"
+#include "kernels.h"
+
+typedef GlintruReal R;
+
+#ifdef GLINTRU_TRAIN_DOUBLE
+#define GEMM cblas_dgemm
+#define REXP exp
+#define RTANH tanh
+#define RERF erf
+#define RSQRTF sqrt
+#else
+/*
+ * Float build: exp through the branch-free polynomial of kernels.h, which
+ * the compiler vectorises, because libm's expf/tanhf calls were a quarter of
+ * the training time (perf: softmax over all items, GRU gates).  The float64
+ * build keeps libm for the exact gradient check.
+ */
+static inline float
+glintru_fast_tanhf(float x)
+{
+	return 2.0f / (1.0f + glintru_fast_expf(-2.0f * x)) - 1.0f;
+}
+
+#define GEMM cblas_sgemm
+#define REXP glintru_fast_expf
+#define RTANH glintru_fast_tanhf
+#define RERF erff
+#define RSQRTF sqrtf
+#endif
+
+#define NT CblasNoTrans
+#define TR CblasTrans
+#define RM CblasRowMajor
+
+/* a parameter tensor of the net, and the same tensor's slot in a gradient block */
+#define PRM(net, t) ((net)->params + (net)->layout.slot[(t)].offset)
+#define GRD(g, net, t) ((g) + (net)->layout.slot[(t)].offset)
+
+/* head rows per cross-entropy block: bounds the logits buffer to 256 × n_rows */
+#define GLINTRU_LOGIT_BLOCK 256
+
+/* logistic sigmoid in the engine's precision */
+static inline R
+glintru_sigm(R x)
+{
+	return 1 / (1 + REXP(-x));
+}
+
+/* ------------------------------------------------------------------ */
+/* workspace                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Activations and gradients of one "unit": conv output c -> GRU step ->
+ * selective gate and projection -> G.  The trunk is one unit over trunk
+ * rows; branch 1 and branch 2 are units over head rows.  Shapes (n = the
+ * unit's rows) are in train_work.c's table.
+ */
+typedef struct GlintruUnit
+{
+	R		   *c,
+			   *hprev,
+			   *gi,
+			   *gh,
+			   *r,
+			   *z,
+			   *nn,
+			   *ghn,
+			   *h,
+			   *g1,
+			   *g1a,
+			   *s,
+			   *ms,				/* mask in use (msbuf), or NULL (eval) */
+			   *msbuf,
+			   *pj,
+			   *G;
+	/* gradients */
+	R		   *dc,
+			   *dh,
+			   *dgi,
+			   *dgh,
+			   *dg1,
+			   *ds,
+			   *dpj,
+			   *dG;
+} GlintruUnit;
+
+/* The padding slot's vectors (functions of E[0]) and their gradients. */
+typedef struct GlintruPad
+{
+	R		   *x,
+			   *a,
+			   *kraw,
+			   *kh,
+			   *kinv,
+			   *v,
+			   *kap1,
+			   *kap2,
+			   *dkh,
+			   *dkraw,
+			   *dv,
+			   *da,
+			   *dkap1,
+			   *dkap2,
+			   *dx;
+	R		   *S;				/* attention state scratch d×dh */
+} GlintruPad;
+
+/*
+ * Reusable scratch of one thread: one arena of R holding every activation
+ * and gradient of a pass, one of int for the row maps.  Which pointer gets
+ * how much is train_work.c's table (the only place that knows the shapes).
+ */
+struct GlintruWork
+{
+	R		   *arena;
+	size_t		cap;			/* in R */
+	int		   *iarena;
+	size_t		icap;			/* in int */
+
+	/* row maps */
+	int		   *tr_off,			/* chunk -> its first trunk row */
+			   *hd_off,			/* chunk -> its first head row */
+			   *act,			/* chunks active in a GRU lockstep step */
+			   *hrow,			/* head row -> trunk row */
+			   *hpos,			/* head row -> position in chunk */
+			   *htgt;			/* head row -> target (-1 none) */
+
+	/* trunk rows */
+	R		   *x,
+			   *mx,
+			   *a,
+			   *P0,
+			   *P1,
+			   *P2,
+			   *kraw,
+			   *kh,
+			   *kinv,
+			   *v;
+	GlintruUnit tr;
+	/* head rows */
+	R		   *xh,
+			   *qraw,
+			   *qh,
+			   *qinv,
+			   *ctx,
+			   *o,
+			   *mo,
+			   *Ah,
+			   *Ars,
+			   *A,
+			   *Gp,
+			   *Y,
+			   *M,
+			   *d2,
+			   *d2g,
+			   *Pm,
+			   *D,
+			   *mD,
+			   *Zh,
+			   *Zrs,
+			   *Z,
+			   *X3,
+			   *X4,
+			   *g4,
+			   *Q,
+			   *O,
+			   *mO,
+			   *Uh,
+			   *Urs,
+			   *U;
+	GlintruUnit b1,
+				b2;
+	/* gradients, trunk */
+	R		   *dx,
+			   *da,
+			   *dP0,
+			   *dP1,
+			   *dP2,
+			   *dk,
+			   *dv,
+			   *dkraw;
+	/* gradients, head */
+	R		   *dxh,
+			   *dq,
+			   *dqraw,
+			   *dctx,
+			   *dA,
+			   *dAp,
+			   *dY,
+			   *dM,
+			   *dGp,
+			   *dPm,
+			   *dd2g,
+			   *dd2,
+			   *dZ,
+			   *dZp,
+			   *dQ,
+			   *dX3,
+			   *dX4,
+			   *dU,
+			   *dUp,
+			   *logits;
+	/* lockstep GRU temporaries */
+	R		   *tH,
+			   *tGH,
+			   *direct;
+	/* repacked conv weights K_k [d×d] and their gradients */
+	R		   *K,
+			   *dK,
+			   *Kg,
+			   *dKg;
+	/* cross-entropy rows gathered when a block's targets are not contiguous */
+	R		   *Ug,
+			   *dUg;
+	GlintruPad	pd;
+};
+
+/* Size the workspace for a pass of n_tr trunk rows, n_hd head rows, nc chunks. */
+bool		glintru_work_reserve(GlintruWork *w, const GlintruNet *net, int n_tr, int n_hd, int nc);
+
+/* ------------------------------------------------------------------ */
+/* layers (train_layers.c)                                              */
+/* ------------------------------------------------------------------ */
+
+void		glintru_linear_fwd(const R *X, int n, int in, const R *W, const R *b, R *Y, int out);
+void		glintru_linear_bwd(const R *X, const R *dY, int n, int in, int out, const R *W,
+							   R *dX, R beta_dx, R *dW, R *db);
+void		glintru_gelu_fwd(const R *x, R *y, size_t n);
+void		glintru_gelu_bwd(const R *x, const R *dy, R *dx, size_t n);
+void		glintru_silu_fwd(const R *x, R *y, size_t n);
+void		glintru_silu_bwd(const R *x, const R *dy, R *dx, size_t n);
+void		glintru_dropout_fwd(R *x, const R *mask, size_t n);
+void		glintru_dropout_bwd(R *dx, const R *mask, size_t n);
+void		glintru_mask_row(R *m, int n, double p, uint64_t seed, uint64_t uid, int pos, int layer);
+void		glintru_layernorm_fwd(const R *x, int n, int d, const R *g, const R *b, double eps,
+								  R *xhat, R *rstd, R *y);
+void		glintru_layernorm_bwd(const R *dy, int n, int d, const R *g, const R *xhat,
+								  const R *rstd, R *dx, bool add, R *dg, R *db);
+void		glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv);
+void		glintru_elunorm_bwd(const R *x, const R *y, const R *inv, const R *dy, int n, int d,
+								int dh, R *dx);
+void		glintru_gru_cell_fwd(const R *gi, const R *gh, const R *hprev, int n, int d,
+								 R *r, R *z, R *nn, R *ghn, R *h);
+void		glintru_gru_cell_bwd(const R *dh, const R *hprev, const R *r, const R *z, const R *nn,
+								 const R *ghn, int n, int d, R *dgi, R *dgh, R *dhp_direct);
+void		glintru_conv_repack(const R *W, int d, R *K);
+void		glintru_conv_unpack_add(const R *K, int d, R *W);
+void		glintru_unit_post_fwd(const GlintruNet *net, GlintruUnit *u, int n);
+void		glintru_unit_post_bwd(const GlintruNet *net, GlintruUnit *u, int n, R *grad, bool add_dh);
+void		glintru_gru_unit_fwd(const GlintruNet *net, GlintruUnit *u, int n);
+void		glintru_gru_unit_bwd(const GlintruNet *net, GlintruUnit *u, int n, bool add_dh,
+								 R *dhprev, R *grad);
+void		glintru_gru_input_bwd(const GlintruNet *net, GlintruUnit *u, int n, R *grad);
+
+/* The chunks of a pass and their row offsets (what the attention sums need). */
+typedef struct GlintruRows
+{
+	const GlintruChunk *ch;
+	int			nc;
+	const int  *tr_off;
+	const int  *hd_off;
+} GlintruRows;
+
+void		glintru_attention_fwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
+								  const R *v, const R *qh, const R *kpad, const R *vpad,
+								  R *ctx, R *S);
+void		glintru_attention_bwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
+								  const R *v, const R *qh, const R *kpad, const R *vpad,
+								  const R *dctx, R *dq, R *dk, R *dv, R *dkpad, R *dvpad, R *S);
+double		glintru_ce_fwd_bwd(const GlintruNet *net, const R *U, const int *tgt, int n,
+							   R *logits, double scale, R *dU, R *dE);
+
+/* ------------------------------------------------------------------ */
+/* workers (train_workers.c)                                            */
+/* ------------------------------------------------------------------ */
+
+/* One part of a batch: its windows, masks, loss scale and gradient block. */
+typedef struct GlintruStepJob
+{
+	const GlintruNet *net;
+	const GlintruChunk *ch;
+	int			n;
+	GlintruDropout drop;
+	double		scale;
+	R		   *grad;
+	GlintruWork *w;
+	double		loss;
+} GlintruStepJob;
+
+/*
+ * The worker processes of a training run and the memory they share with
+ * the parent: parameters, gradient blocks 1..nt-1 and the epoch's window
+ * order (grads[0] is the parent's own).
+ */
+typedef struct GlintruPool
+{
+	int			nt;
+	void	   *shm;
+	size_t		shm_bytes;
+	R		   *params;
+	R		   *grads[GLINTRU_TRAIN_MAX_WORKERS];
+	int64_t    *order;
+	pid_t		pid[GLINTRU_TRAIN_MAX_WORKERS];
+	int			cmd[GLINTRU_TRAIN_MAX_WORKERS];	/* parent writes commands */
+	int			done[GLINTRU_TRAIN_MAX_WORKERS];	/* parent reads losses */
+} GlintruPool;
+
+void		glintru_pool_init(GlintruPool *p, int nt);
+bool		glintru_pool_map(GlintruPool *p, uint64_t n_params, int64_t n_chunks,
+							 char *err, size_t errlen);
+bool		glintru_pool_start(GlintruPool *p, const GlintruNet *net, const GlintruChunk *chunks,
+							   const GlintruTrainOptions *opt, char *err, size_t errlen);
+bool		glintru_pool_step(GlintruPool *p, GlintruStepJob *jobs, int64_t first0,
+							  const GlintruChunk *bch, char *err, size_t errlen);
+void		glintru_pool_close(GlintruPool *p);
+
+#endif							/* GLINTRU_TRAIN_INTERNAL_H */

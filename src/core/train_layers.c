@@ -1,0 +1,706 @@
+/*
+ * train_layers.c — the layers of the training engine, each a forward
+ * function and the backward function that undoes it (X_fwd / X_bwd):
+ * linear, GELU, SiLU, dropout and its masks, LayerNorm, ELU+L2 norm, the
+ * GRU cell, the conv repack, the selective gate of a GRU unit, the causal
+ * linear attention and the cross-entropy over all items.  Row-wise layers
+ * work on n stacked rows at once; train_pass.c strings them together.
+ *
+ * Floating-point order matters here: the trainer is reproducible bit for
+ * bit, so sums run in the order written (no reassociation).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "train_internal.h"
+#include "util.h"
+
+/* Y[n×out] = X[n×in] W^T + b  (W is [out×in] as in PyTorch) */
+void
+glintru_linear_fwd(const R *X, int n, int in, const R *W, const R *b, R *Y, int out)
+{
+	if (n <= 0)
+		return;
+	for (int i = 0; i < n; i++)
+		memcpy(Y + (size_t) i * out, b, sizeof(R) * out);
+	GEMM(RM, NT, TR, n, out, in, 1, X, in, W, in, 1, Y, out);
+}
+
+/*
+ * Backward of glintru_linear_fwd: dX (+)= dY W (beta 0 overwrites, 1 adds), dW +=
+ * dY^T X, db += colsum(dY).  dX may be NULL.
+ */
+void
+glintru_linear_bwd(const R *X, const R *dY, int n, int in, int out, const R *W,
+		   R *dX, R beta_dx, R *dW, R *db)
+{
+	if (n <= 0)
+		return;
+	if (dX)
+		GEMM(RM, NT, NT, n, in, out, 1, dY, out, W, in, beta_dx, dX, in);
+	GEMM(RM, TR, NT, out, in, n, 1, dY, out, X, in, 1, dW, in);
+	if (db)
+		for (int i = 0; i < n; i++)
+		{
+			const R    *g = dY + (size_t) i * out;
+
+			for (int j = 0; j < out; j++)
+				db[j] += g[j];
+		}
+}
+
+/* GELU, exact erf form (PyTorch nn.GELU default) */
+void
+glintru_gelu_fwd(const R *x, R *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = (R) 0.5 * x[i] * (1 + RERF(x[i] * (R) 0.70710678118654752440));
+}
+
+/* Backward of glintru_gelu_fwd: dx = dy · (Φ(x) + x φ(x)). */
+void
+glintru_gelu_bwd(const R *x, const R *dy, R *dx, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		R			cdf = (R) 0.5 * (1 + RERF(x[i] * (R) 0.70710678118654752440));
+		R			pdf = REXP((R) -0.5 * x[i] * x[i]) * (R) 0.39894228040143267794;
+
+		dx[i] = dy[i] * (cdf + x[i] * pdf);
+	}
+}
+
+/* SiLU x·σ(x) */
+void
+glintru_silu_fwd(const R *x, R *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = x[i] * glintru_sigm(x[i]);
+}
+
+/* Backward of glintru_silu_fwd: dx = dy · σ(x)(1 + x(1 - σ(x))). */
+void
+glintru_silu_bwd(const R *x, const R *dy, R *dx, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		R			s = glintru_sigm(x[i]);
+
+		dx[i] = dy[i] * s * (1 + x[i] * (1 - s));
+	}
+}
+
+/* Dropout: y = x ⊙ mask (mask holds 0 or 1/(1-p)); mask NULL = identity. */
+void
+glintru_dropout_fwd(R *x, const R *mask, size_t n)
+{
+	if (!mask)
+		return;
+	for (size_t i = 0; i < n; i++)
+		x[i] *= mask[i];
+}
+
+/* Backward of dropout: the same mask scales the gradient. */
+void
+glintru_dropout_bwd(R *dx, const R *mask, size_t n)
+{
+	glintru_dropout_fwd(dx, mask, n);
+}
+
+/*
+ * Dropout masks are a hash of (seed, chunk uid, position, layer, column):
+ * masks do not depend on how chunks are batched or split across threads,
+ * which keeps training deterministic for a seed, and a gradient check sees
+ * the same masks on every evaluation.  One row of n columns into m.
+ */
+void
+glintru_mask_row(R *m, int n, double p, uint64_t seed, uint64_t uid, int pos, int layer)
+{
+	uint64_t	base = glintru_mix64(seed ^ glintru_mix64(uid * 0x100000001B3ull + (uint64_t) pos * 131 + (uint64_t) layer));
+	uint32_t	thr = (uint32_t) (p * 4294967296.0);
+	R			keep = (R) (1.0 / (1.0 - p));
+
+	for (int j = 0; j < n; j++)
+	{
+		uint32_t	u = (uint32_t) (glintru_mix64(base + (uint64_t) j) >> 32);
+
+		m[j] = u < thr ? 0 : keep;
+	}
+}
+
+/* LayerNorm over rows of width d: y = xhat·γ + β; stores xhat and rstd. */
+void
+glintru_layernorm_fwd(const R *x, int n, int d, const R *g, const R *b, double eps,
+			  R *xhat, R *rstd, R *y)
+{
+	for (int i = 0; i < n; i++)
+	{
+		const R    *xi = x + (size_t) i * d;
+		R		   *hi = xhat + (size_t) i * d;
+		R		   *yi = y + (size_t) i * d;
+		double		mu = 0,
+					var = 0;
+
+		for (int j = 0; j < d; j++)
+			mu += xi[j];
+		mu /= d;
+		for (int j = 0; j < d; j++)
+			var += (xi[j] - mu) * (xi[j] - mu);
+		var /= d;
+		R			rs = (R) (1.0 / sqrt(var + eps));
+
+		rstd[i] = rs;
+		for (int j = 0; j < d; j++)
+		{
+			hi[j] = (R) ((xi[j] - mu) * rs);
+			yi[j] = hi[j] * g[j] + b[j];
+		}
+	}
+}
+
+/* dx (+)= LN backward; dg, db accumulate. */
+void
+glintru_layernorm_bwd(const R *dy, int n, int d, const R *g, const R *xhat, const R *rstd,
+			  R *dx, bool add, R *dg, R *db)
+{
+	for (int i = 0; i < n; i++)
+	{
+		const R    *dyi = dy + (size_t) i * d;
+		const R    *hi = xhat + (size_t) i * d;
+		R		   *dxi = dx + (size_t) i * d;
+		double		s1 = 0,
+					s2 = 0;
+
+		for (int j = 0; j < d; j++)
+		{
+			R			dh = dyi[j] * g[j];
+
+			s1 += dh;
+			s2 += dh * hi[j];
+			dg[j] += dyi[j] * hi[j];
+			db[j] += dyi[j];
+		}
+		s1 /= d;
+		s2 /= d;
+		for (int j = 0; j < d; j++)
+		{
+			R			v = rstd[i] * (R) (dyi[j] * g[j] - s1 - hi[j] * s2);
+
+			dxi[j] = add ? dxi[j] + v : v;
+		}
+	}
+}
+
+/* ELU then L2 normalisation per head of width dh; stores 1/norm per head. */
+void
+glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
+{
+	int			H = d / dh;
+
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < H; h++)
+		{
+			const R    *xi = x + (size_t) i * d + h * dh;
+			R		   *yi = y + (size_t) i * d + h * dh;
+			double		s = 0;
+
+			/* exp - 1 as the serving forward computes it (not expm1: same bits) */
+			for (int j = 0; j < dh; j++)
+			{
+				yi[j] = xi[j] > 0 ? xi[j] : REXP(xi[j]) - 1;
+				s += (double) yi[j] * yi[j];
+			}
+			R			iv = (R) (1.0 / sqrt(s));
+
+			inv[(size_t) i * H + h] = iv;
+			for (int j = 0; j < dh; j++)
+				yi[j] *= iv;
+		}
+}
+
+/* dx = elunorm backward (overwrites dx); y is the normalised output. */
+void
+glintru_elunorm_bwd(const R *x, const R *y, const R *inv, const R *dy, int n, int d, int dh, R *dx)
+{
+	int			H = d / dh;
+
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < H; h++)
+		{
+			size_t		o = (size_t) i * d + h * dh;
+			double		dot = 0;
+			R			iv = inv[(size_t) i * H + h];
+
+			for (int j = 0; j < dh; j++)
+				dot += (double) y[o + j] * dy[o + j];
+			for (int j = 0; j < dh; j++)
+			{
+				R			de = (dy[o + j] - y[o + j] * (R) dot) * iv;
+				R			der = x[o + j] > 0 ? 1 : REXP(x[o + j]);
+
+				dx[o + j] = de * der;
+			}
+		}
+}
+
+/*
+ * GRU cell (bias-free, PyTorch gate order r, z, n) over n rows, given
+ * gi = W_ih c and gh = W_hh h_prev (each [n×3d]).  Stores r, z, nn and
+ * gh_n for the backward pass.
+ */
+void
+glintru_gru_cell_fwd(const R *gi, const R *gh, const R *hprev, int n, int d,
+			 R *r, R *z, R *nn, R *ghn, R *h)
+{
+	for (int i = 0; i < n; i++)
+	{
+		const R    *a = gi + (size_t) i * 3 * d;
+		const R    *b = gh + (size_t) i * 3 * d;
+		const R    *hp = hprev + (size_t) i * d;
+		size_t		o = (size_t) i * d;
+
+		for (int j = 0; j < d; j++)
+		{
+			R			rr = glintru_sigm(a[j] + b[j]);
+			R			zz = glintru_sigm(a[d + j] + b[d + j]);
+			R			nv = RTANH(a[2 * d + j] + rr * b[2 * d + j]);
+
+			r[o + j] = rr;
+			z[o + j] = zz;
+			nn[o + j] = nv;
+			ghn[o + j] = b[2 * d + j];
+			h[o + j] = (1 - zz) * nv + zz * hp[j];
+		}
+	}
+}
+
+/*
+ * Backward of the cell: from dh (total gradient of h) to dgi, dgh ([n×3d]);
+ * the direct path z ⊙ dh into h_prev is written to dhp_direct (may be NULL
+ * when h_prev is the constant zero).
+ */
+void
+glintru_gru_cell_bwd(const R *dh, const R *hprev, const R *r, const R *z, const R *nn,
+			 const R *ghn, int n, int d, R *dgi, R *dgh, R *dhp_direct)
+{
+	for (int i = 0; i < n; i++)
+	{
+		size_t		o = (size_t) i * d;
+		R		   *gi = dgi + (size_t) i * 3 * d;
+		R		   *gh = dgh + (size_t) i * 3 * d;
+
+		for (int j = 0; j < d; j++)
+		{
+			R			g = dh[o + j];
+			R			zz = z[o + j],
+						rr = r[o + j],
+						nv = nn[o + j];
+			R			hp = hprev ? hprev[o + j] : 0;
+			R			dn = g * (1 - zz);
+			R			dzz = g * (hp - nv);
+			R			dan = dn * (1 - nv * nv);
+			R			daz = dzz * zz * (1 - zz);
+			R			dar = dan * ghn[o + j] * rr * (1 - rr);
+
+			gi[j] = dar;
+			gh[j] = dar;
+			gi[d + j] = daz;
+			gh[d + j] = daz;
+			gi[2 * d + j] = dan;
+			gh[2 * d + j] = dan * rr;
+			if (dhp_direct)
+				dhp_direct[o + j] = g * zz;
+		}
+	}
+}
+
+/* conv weight [out,in,3] -> three [out×in] matrices K_k (tap k) */
+void
+glintru_conv_repack(const R *W, int d, R *K)
+{
+	for (int o = 0; o < d; o++)
+		for (int i = 0; i < d; i++)
+			for (int k = 0; k < 3; k++)
+				K[(size_t) k * d * d + (size_t) o * d + i] = W[((size_t) o * d + i) * 3 + k];
+}
+
+/* Adds three [out×in] tap matrices back into a conv weight [out,in,3]. */
+void
+glintru_conv_unpack_add(const R *K, int d, R *W)
+{
+	for (int o = 0; o < d; o++)
+		for (int i = 0; i < d; i++)
+			for (int k = 0; k < 3; k++)
+				W[((size_t) o * d + i) * 3 + k] += K[(size_t) k * d * d + (size_t) o * d + i];
+}
+
+/*
+ * Selective gate and projection of a unit (rows n): s = W2 silu(W1 c + b1)
+ * + b2, dropped; pj = proj(h); G = s ⊙ pj.
+ */
+void
+glintru_unit_post_fwd(const GlintruNet *net, GlintruUnit *u, int n)
+{
+	int			d = net->d,
+				d2 = d / 2;
+
+	glintru_linear_fwd(u->c, n, d, PRM(net, GT_GATE1_W), PRM(net, GT_GATE1_B), u->g1, d2);
+	glintru_silu_fwd(u->g1, u->g1a, (size_t) n * d2);
+	glintru_linear_fwd(u->g1a, n, d2, PRM(net, GT_GATE2_W), PRM(net, GT_GATE2_B), u->s, d);
+	if (u->ms)
+		glintru_dropout_fwd(u->s, u->ms, (size_t) n * d);
+	glintru_linear_fwd(u->h, n, d, PRM(net, GT_PROJECTION_W), PRM(net, GT_PROJECTION_B), u->pj, d);
+	for (size_t i = 0; i < (size_t) n * d; i++)
+		u->G[i] = u->s[i] * u->pj[i];
+}
+
+/*
+ * Backward of glintru_unit_post_fwd from u->dG: dh (+)= proj part (add selects),
+ * dc = gate part (overwrites).
+ */
+void
+glintru_unit_post_bwd(const GlintruNet *net, GlintruUnit *u, int n, R *grad, bool add_dh)
+{
+	int			d = net->d,
+				d2 = d / 2;
+	size_t		nd = (size_t) n * d;
+
+	for (size_t i = 0; i < nd; i++)
+	{
+		u->ds[i] = u->dG[i] * u->pj[i];
+		u->dpj[i] = u->dG[i] * u->s[i];
+	}
+	if (u->ms)
+		glintru_dropout_bwd(u->ds, u->ms, nd);
+	glintru_linear_bwd(u->h, u->dpj, n, d, d, PRM(net, GT_PROJECTION_W), u->dh, add_dh ? 1 : 0,
+			   GRD(grad, net, GT_PROJECTION_W), GRD(grad, net, GT_PROJECTION_B));
+	glintru_linear_bwd(u->g1a, u->ds, n, d2, d, PRM(net, GT_GATE2_W), u->dg1, 0,
+			   GRD(grad, net, GT_GATE2_W), GRD(grad, net, GT_GATE2_B));
+	glintru_silu_bwd(u->g1, u->dg1, u->dg1, (size_t) n * d2);
+	glintru_linear_bwd(u->c, u->dg1, n, d, d2, PRM(net, GT_GATE1_W), u->dc, 0,
+			   GRD(grad, net, GT_GATE1_W), GRD(grad, net, GT_GATE1_B));
+}
+
+/*
+ * A GRU unit over n rows from its inputs c and hprev: gi = W_ih c,
+ * gh = W_hh hprev, the cell, then the selective gate and projection.
+ */
+void
+glintru_gru_unit_fwd(const GlintruNet *net, GlintruUnit *u, int n)
+{
+	int			d = net->d;
+
+	GEMM(RM, NT, TR, n, 3 * d, d, 1, u->c, d, PRM(net, GT_GRU_W_IH), d, 0, u->gi, 3 * d);
+	GEMM(RM, NT, TR, n, 3 * d, d, 1, u->hprev, d, PRM(net, GT_GRU_W_HH), d, 0, u->gh, 3 * d);
+	glintru_gru_cell_fwd(u->gi, u->gh, u->hprev, n, d, u->r, u->z, u->nn, u->ghn, u->h);
+	glintru_unit_post_fwd(net, u, n);
+}
+
+/*
+ * The input side of a GRU unit's backward, given dgi, dgh: dc += dgi W_ih
+ * and the weight gradients of W_ih and W_hh.
+ */
+void
+glintru_gru_input_bwd(const GlintruNet *net, GlintruUnit *u, int n, R *grad)
+{
+	int			d = net->d;
+
+	GEMM(RM, NT, NT, n, d, 3 * d, 1, u->dgi, 3 * d, PRM(net, GT_GRU_W_IH), d, 1, u->dc, d);
+	GEMM(RM, TR, NT, 3 * d, d, n, 1, u->dgi, 3 * d, u->c, d, 1, GRD(grad, net, GT_GRU_W_IH), d);
+	GEMM(RM, TR, NT, 3 * d, d, n, 1, u->dgh, 3 * d, u->hprev, d, 1, GRD(grad, net, GT_GRU_W_HH), d);
+}
+
+/*
+ * Backward of glintru_gru_unit_fwd from u->dG (and u->dh, which add_dh
+ * keeps): dc, and the gradient of hprev into dhprev (overwritten: the
+ * direct z-path, plus dgh W_hh).
+ */
+void
+glintru_gru_unit_bwd(const GlintruNet *net, GlintruUnit *u, int n, bool add_dh, R *dhprev, R *grad)
+{
+	int			d = net->d;
+
+	glintru_unit_post_bwd(net, u, n, grad, add_dh);
+	glintru_gru_cell_bwd(u->dh, u->hprev, u->r, u->z, u->nn, u->ghn, n, d, u->dgi, u->dgh, dhprev);
+	GEMM(RM, NT, NT, n, d, 3 * d, 1, u->dgh, 3 * d, PRM(net, GT_GRU_W_HH), d, 1, dhprev, d);
+	glintru_gru_input_bwd(net, u, n, grad);
+}
+
+/* The attention state of every head: S_h += (a_h · scale) b_hᵀ (dh×dh per head). */
+static void
+attention_state_add(R *S, const R *a, R scale, const R *b, int H, int dh)
+{
+	for (int h = 0; h < H; h++)
+		for (int i = 0; i < dh; i++)
+		{
+			R			ai = a[h * dh + i] * scale;
+			R		   *Si = S + (size_t) h * dh * dh + (size_t) i * dh;
+
+			for (int j = 0; j < dh; j++)
+				Si[j] += ai * b[h * dh + j];
+		}
+}
+
+/* The state after position p of chunk c: S += k̂_p v_pᵀ. */
+static void
+attention_state_step(const GlintruNet *net, const GlintruRows *rw, int c, int p,
+					 const R *kh, const R *v, R *S)
+{
+	int			d = net->d,
+				dh = d / net->n_heads;
+	size_t		row = (size_t) (rw->tr_off[c] + p);
+
+	/* · 1 is exact: the forward state is Σ k̂ v̂ᵀ as before */
+	attention_state_add(S, kh + row * d, 1, v + row * d, net->n_heads, dh);
+}
+
+/* What a forward sweep over a chunk's positions computes at each head row. */
+typedef struct AttRow
+{
+	const R    *qh,
+			   *kpad,
+			   *vpad;
+	R		   *ctx;			/* forward: the context rows */
+	const R    *dctx;			/* backward: their gradient (NULL in the forward) */
+	R		   *dq,
+			   *dkpad,
+			   *dvpad;
+} AttRow;
+
+/* Forward at a head row (q̂ = q, npad padding slots): its ctx from the state S. */
+static void
+attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *out, const R *S)
+{
+	const R    *kpad = a->kpad,
+			   *vpad = a->vpad;
+
+	for (int h = 0; h < H; h++)
+	{
+		const R    *Sh = S + (size_t) h * dh * dh;
+		R			qk = 0;
+
+		for (int i = 0; i < dh; i++)
+			qk += q[h * dh + i] * kpad[h * dh + i];
+		for (int j = 0; j < dh; j++)
+		{
+			R			acc = npad * qk * vpad[h * dh + j];
+
+			for (int i = 0; i < dh; i++)
+				acc += q[h * dh + i] * Sh[(size_t) i * dh + j];
+			out[h * dh + j] = acc * sc;
+		}
+	}
+}
+
+/* Backward at a head row from its dctx g: dq (overwritten), dkpad, dvpad (accumulated). */
+static void
+attention_row_bwd_q(int H, int dh, R sc, R npad, const AttRow *a, const R *q, const R *g,
+					R *dqr, const R *S)
+{
+	const R    *kpad = a->kpad,
+			   *vpad = a->vpad;
+
+	for (int h = 0; h < H; h++)
+	{
+		const R    *Sh = S + (size_t) h * dh * dh;
+		R			gv = 0,
+					qk = 0;
+
+		for (int j = 0; j < dh; j++)
+			gv += g[h * dh + j] * vpad[h * dh + j];
+		for (int i = 0; i < dh; i++)
+			qk += q[h * dh + i] * kpad[h * dh + i];
+		for (int i = 0; i < dh; i++)
+		{
+			R			acc = npad * gv * kpad[h * dh + i];
+
+			for (int j = 0; j < dh; j++)
+				acc += Sh[(size_t) i * dh + j] * g[h * dh + j];
+			dqr[h * dh + i] = acc * sc;
+			a->dkpad[h * dh + i] += sc * npad * gv * q[h * dh + i];
+		}
+		for (int j = 0; j < dh; j++)
+			a->dvpad[h * dh + j] += sc * npad * qk * g[h * dh + j];
+	}
+}
+
+/*
+ * The forward sweep over chunk c: the running state, and at every head
+ * row the forward (a->dctx NULL) or the backward's dq part.
+ */
+static void
+attention_sweep(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh, const R *v,
+				const AttRow *a, R *S)
+{
+	const GlintruChunk *ch = &rw->ch[c];
+	int			d = net->d,
+				H = net->n_heads,
+				dh = d / H;
+	R			sc = (R) (1.0 / sqrt((double) dh));
+
+	memset(S, 0, sizeof(R) * d * dh);
+	for (int p = 0; p < ch->len; p++)
+	{
+		attention_state_step(net, rw, c, p, kh, v, S);
+		if (p < ch->p_lo)
+			continue;
+		size_t		row = (size_t) (rw->hd_off[c] + p - ch->p_lo) * d;
+		R			npad = (R) (net->max_seq_len - p - 1);
+
+		if (a->dctx)
+			attention_row_bwd_q(H, dh, sc, npad, a, a->qh + row, a->dctx + row, a->dq + row, S);
+		else
+			attention_row_fwd(H, dh, sc, npad, a, a->qh + row, a->ctx + row, S);
+	}
+}
+
+/*
+ * Causal linear attention with the padding term, per chunk:
+ * ctx_p = [Σ_{t≤p} (q̂_p·k̂_t) v_t + (L-p-1)(q̂_p·k̂pad) vpad] / √dh.
+ * Keeps a running dh×dh state per head (O(len·d·dh) per chunk).
+ */
+void
+glintru_attention_fwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
+					  const R *v, const R *qh, const R *kpad, const R *vpad, R *ctx, R *S)
+{
+	AttRow		a = {.qh = qh, .kpad = kpad, .vpad = vpad, .ctx = ctx};
+
+	for (int c = 0; c < rw->nc; c++)
+		attention_sweep(net, rw, c, kh, v, &a, S);
+}
+
+/*
+ * Backward, backward sweep of one chunk: accumulates Rt = Σ_{p≥t} q̂_p g_pᵀ
+ * (scaled by 1/√dh) for dk_t = Rt v_t, dv_t = Rtᵀ k̂_t (both overwritten).
+ */
+static void
+attention_bwd_kv(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh,
+				 const R *v, const R *qh, const R *dctx, R *dk, R *dv, R *S)
+{
+	int			d = net->d,
+				H = net->n_heads,
+				dh = d / H;
+	R			sc = (R) (1.0 / sqrt((double) dh));
+	const GlintruChunk *ch = &rw->ch[c];
+
+	memset(S, 0, sizeof(R) * d * dh);
+	for (int t = ch->len - 1; t >= 0; t--)
+	{
+		if (t >= ch->p_lo)
+		{
+			size_t		row = (size_t) (rw->hd_off[c] + t - ch->p_lo);
+
+			attention_state_add(S, qh + row * d, sc, dctx + row * d, H, dh);
+		}
+		size_t		tr = (size_t) (rw->tr_off[c] + t);
+		const R    *kt = kh + tr * d;
+		const R    *vt = v + tr * d;
+
+		for (int h = 0; h < H; h++)
+		{
+			const R    *Sh = S + (size_t) h * dh * dh;
+
+			for (int i = 0; i < dh; i++)
+			{
+				R			acc = 0;
+
+				for (int j = 0; j < dh; j++)
+					acc += Sh[(size_t) i * dh + j] * vt[h * dh + j];
+				dk[tr * d + h * dh + i] = acc;
+			}
+			for (int j = 0; j < dh; j++)
+			{
+				R			acc = 0;
+
+				for (int i = 0; i < dh; i++)
+					acc += Sh[(size_t) i * dh + j] * kt[h * dh + i];
+				dv[tr * d + h * dh + j] = acc;
+			}
+		}
+	}
+}
+
+/*
+ * Backward of glintru_attention_fwd from dctx: dq (head rows, overwritten),
+ * dk, dv (trunk rows, overwritten), dkpad, dvpad (accumulated).
+ */
+void
+glintru_attention_bwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
+					  const R *v, const R *qh, const R *kpad, const R *vpad,
+					  const R *dctx, R *dq, R *dk, R *dv, R *dkpad, R *dvpad, R *S)
+{
+	AttRow		a = {.qh = qh, .kpad = kpad, .vpad = vpad, .dctx = dctx,
+	.dq = dq, .dkpad = dkpad, .dvpad = dvpad};
+
+	/* per chunk: a forward sweep rebuilds the state for dq, a backward one gives dk, dv */
+	for (int c = 0; c < rw->nc; c++)
+	{
+		attention_sweep(net, rw, c, kh, v, &a, S);
+		attention_bwd_kv(net, rw, c, kh, v, qh, dctx, dk, dv, S);
+	}
+}
+
+/*
+ * Cross-entropy over all n_rows classes (item 0 included, as published) for
+ * a block of rows: returns the summed loss; writes dU = scale·(softmax -
+ * onehot) E and accumulates dE += scale·(softmax - onehot)ᵀ U.
+ */
+double
+glintru_ce_fwd_bwd(const GlintruNet *net, const R *U, const int *tgt, int n, R *logits,
+		   double scale, R *dU, R *dE)
+{
+	int			d = net->d;
+	int64_t		N1 = net->layout.n_rows;
+	const R    *E = PRM(net, GT_ITEM_EMBEDDING);
+	double		loss = 0;
+
+	GEMM(RM, NT, TR, n, (int) N1, d, 1, U, d, E, d, 0, logits, (int) N1);
+	for (int i = 0; i < n; i++)
+	{
+		R		   *l = logits + (size_t) i * N1;
+		R			mx = l[0];
+		double		s = 0;
+		R			lane[8];
+		int64_t		j8 = N1 & ~(int64_t) 7;
+
+		/* eight independent lanes: max and sum vectorise without -ffast-math */
+		for (int k = 0; k < 8; k++)
+			lane[k] = l[0];
+		for (int64_t j = 0; j < j8; j += 8)
+			for (int k = 0; k < 8; k++)
+				lane[k] = l[j + k] > lane[k] ? l[j + k] : lane[k];
+		for (int k = 0; k < 8; k++)
+			mx = lane[k] > mx ? lane[k] : mx;
+		for (int64_t j = j8; j < N1; j++)
+			mx = l[j] > mx ? l[j] : mx;
+		for (int64_t j = 0; j < N1; j++)
+			l[j] = REXP(l[j] - mx);
+		for (int k = 0; k < 8; k++)
+			lane[k] = 0;
+		for (int64_t j = 0; j < j8; j += 8)
+			for (int k = 0; k < 8; k++)
+				lane[k] += l[j + k];
+		for (int k = 0; k < 8; k++)
+			s += lane[k];
+		for (int64_t j = j8; j < N1; j++)
+			s += l[j];
+		int			t = tgt[i];
+
+		/* l[t] = exp(logit_t - max): loss = log Σ - log l[t] */
+		loss += log(s) - log((double) l[t]);
+		if (dU)
+		{
+			R			inv = (R) (scale / s);
+
+			for (int64_t j = 0; j < N1; j++)
+				l[j] *= inv;
+			l[t] -= (R) scale;
+		}
+	}
+	if (dU)
+	{
+		GEMM(RM, NT, NT, n, d, (int) N1, 1, logits, (int) N1, E, d, 0, dU, d);
+		GEMM(RM, TR, NT, (int) N1, d, n, 1, logits, (int) N1, U, d, 1, dE, d);
+	}
+	return loss;
+}
