@@ -306,8 +306,12 @@ glintru_detach(PG_FUNCTION_ARGS)
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 	{
 		check_owner(relid);
-		/* the attachment as committed once attach and rebuild are locked out */
-		LockRelationOid(relid, ShareRowExclusiveLock);
+		/*
+		 * The attachment as committed once attach and rebuild are locked
+		 * out, under the lock DROP TRIGGER takes: a weaker one first would
+		 * be upgraded, deadlocking with a reader that then writes.
+		 */
+		LockRelationOid(relid, AccessExclusiveLock);
 		if (!glintru_attachment_by_relid_latest(relid, &a))
 			detach_not_attached(relid);
 		glintru_spi_connect();
