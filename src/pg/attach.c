@@ -249,12 +249,12 @@ glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m
 	List	   *all = glintru_attachments_all_in(GetLatestSnapshot());
 	ListCell   *lc;
 
-	/* REPEATABLE READ would rebuild a table its snapshot shows unattached */
+	/* REPEATABLE READ reads the tables and states with its snapshot: they must be those it shows attached */
 	if (IsolationUsesXactSnapshot() && !same_attachments(all, glintru_attachments_all(), e->id))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update"),
-				 errdetail("A table was attached to model \"%s\" by a transaction that committed "
+				 errdetail("The tables attached to model \"%s\" changed in a transaction that committed "
 						   "after this transaction's snapshot was taken.", e->name),
 				 errhint("The transaction might succeed if retried.")));
 	foreach(lc, all)

@@ -452,7 +452,7 @@ glintru_attachment_by_relid_latest(Oid relid, GlintruAttachment *a)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update"),
-				 errdetail("Table %s was attached, detached or rebuilt with a new model by a transaction "
+				 errdetail("Table %s was attached, detached or rebuilt with a new version of its model by a transaction "
 						   "that committed after this transaction's snapshot was taken.",
 						   get_rel_name(relid) ? get_rel_name(relid) : "(unknown)"),
 				 errhint("The transaction might succeed if retried.")));
