@@ -12,15 +12,18 @@
 
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "attach.h"
@@ -140,7 +143,13 @@ attach_arguments(FunctionCallInfo fcinfo, GlintruCatalogEntry *e)
 	GlintruAttachment a = {0};
 	char		relkind;
 
-	if (!glintru_catalog_find(model, e))
+	/*
+	 * The version the states are built with, from the model row locked until
+	 * commit: a replacement committed while the lock was awaited is the
+	 * version read, one not yet begun waits for this attach and then
+	 * rebuilds the new table too (glintru_attach_rebuild_model).
+	 */
+	if (!glintru_catalog_lock(model, e))
 		glintru_catalog_no_such_model(model);
 	relkind = get_rel_relkind(relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
@@ -169,6 +178,7 @@ glintru_attach(PG_FUNCTION_ARGS)
 	Relation	rel;
 	GlintruTable t;
 	Backfill	b;
+	GlintruPin	pin;
 
 	/* block writers while the state is built from the table */
 	rel = table_open(a.relid, ShareRowExclusiveLock);
@@ -186,8 +196,39 @@ glintru_attach(PG_FUNCTION_ARGS)
 	b.t = &t;
 	b.att_id = a.id;
 	b.users = 0;
-	glintru_cache_with_pin(glintru_cache_acquire(&e), backfill_pinned, &b);
+	/* the weights of the version locked, which the statement's snapshot may predate */
+	PushActiveSnapshot(GetLatestSnapshot());
+	pin = glintru_cache_acquire(&e);
+	PopActiveSnapshot();
+	glintru_cache_with_pin(pin, backfill_pinned, &b);
 	PG_RETURN_INT64(b.users);
+}
+
+/* Do two lists of attachments hold the same attachments of model model_id? */
+static bool
+same_attachments(List *x, List *y, int32 model_id)
+{
+	ListCell   *lc;
+	int			nx = 0,
+				ny = 0;
+
+	foreach(lc, y)
+		ny += ((GlintruAttachment *) lfirst(lc))->model_id == model_id;
+	foreach(lc, x)
+	{
+		GlintruAttachment *a = lfirst(lc);
+		ListCell   *lc2;
+		bool		found = false;
+
+		if (a->model_id != model_id)
+			continue;
+		nx++;
+		foreach(lc2, y)
+			found |= ((GlintruAttachment *) lfirst(lc2))->id == a->id;
+		if (!found)
+			return false;
+	}
+	return nx == ny;
 }
 
 /*
@@ -199,16 +240,36 @@ glintru_attach(PG_FUNCTION_ARGS)
 void
 glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m)
 {
-	List	   *all = glintru_attachments_all();
+	/*
+	 * Listed with a snapshot taken after the FOR UPDATE of the model row
+	 * (glintru_catalog_store): an attach to it (FOR KEY SHARE of that row)
+	 * committed before is listed, a later one waits for this transaction.
+	 * The statement's snapshot predates the wait for the lock.
+	 */
+	List	   *all = glintru_attachments_all_in(GetLatestSnapshot());
 	ListCell   *lc;
 
+	/* REPEATABLE READ reads the tables and states with its snapshot: they must be those it shows attached */
+	if (IsolationUsesXactSnapshot() && !same_attachments(all, glintru_attachments_all(), e->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("The tables attached to model \"%s\" changed in a transaction that committed "
+						   "after this transaction's snapshot was taken.", e->name),
+				 errhint("The transaction might succeed if retried.")));
 	foreach(lc, all)
 	{
 		GlintruAttachment *a = lfirst(lc);
+		GlintruAttachment now;
 		GlintruTable t;
 
 		/* a dropped table's attachment stays until detached: nothing to rebuild */
 		if (a->model_id != e->id || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)))
+			continue;
+		LockRelationOid(a->relid, ShareRowExclusiveLock);
+		/* a detach or a re-attach to another model may have committed while the lock was awaited */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)) ||
+			!glintru_attachment_by_relid_latest(a->relid, &now) || now.id != a->id)
 			continue;
 		glintru_table_open(a, ShareRowExclusiveLock, &t);
 		glintru_attachment_set_version(a->id, e->version);
@@ -221,6 +282,16 @@ glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m
 	}
 }
 
+/* The error of glintru_detach() on a table that is not attached. */
+static void
+detach_not_attached(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("table %s is not attached to a glintru model",
+					get_rel_name(relid) ? get_rel_name(relid) : psprintf("with OID %u", relid))));
+}
+
 /* SQL glintru_detach(table): drop the triggers, the attachment and its states. */
 PG_FUNCTION_INFO_V1(glintru_detach);
 Datum
@@ -230,14 +301,19 @@ glintru_detach(PG_FUNCTION_ARGS)
 	GlintruAttachment a;
 
 	if (!glintru_attachment_by_relid(relid, &a))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table %s is not attached to a glintru model",
-						get_rel_name(relid) ? get_rel_name(relid) : psprintf("with OID %u", relid))));
+		detach_not_attached(relid);
 	/* a dropped table: its triggers went with it */
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 	{
 		check_owner(relid);
+		/*
+		 * The attachment as committed once attach and rebuild are locked
+		 * out, under the lock DROP TRIGGER takes: a weaker one first would
+		 * be upgraded, deadlocking with a reader that then writes.
+		 */
+		LockRelationOid(relid, AccessExclusiveLock);
+		if (!glintru_attachment_by_relid_latest(relid, &a))
+			detach_not_attached(relid);
 		glintru_spi_connect();
 		drop_triggers(relid, quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 														get_rel_name(relid)));

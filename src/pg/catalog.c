@@ -17,6 +17,7 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
@@ -216,6 +217,40 @@ glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry)
 						   Int32GetDatum(id), entry);
 }
 
+/*
+ * The model row of this name, locked FOR KEY SHARE until the transaction
+ * ends, for a caller that keeps its version (an attach): a replacement (FOR
+ * UPDATE) or a drop of the row then waits for this transaction, and one in
+ * progress is waited for.  The values returned are those of the row as
+ * locked: in READ COMMITTED the newest version, even when a replacement
+ * committed while the lock was awaited (a snapshot of the caller's statement
+ * would show the old one); in REPEATABLE READ such a replacement is a
+ * serialization failure.  Row locks need UPDATE on the table: run as its owner.
+ */
+bool
+glintru_catalog_lock(const char *name, GlintruCatalogEntry *entry)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	bool		found;
+	GlintruRoleSwitch rs;
+
+	glintru_spi_connect();
+	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_MODELS), &rs);
+	found = glintru_spi_run("SELECT id, version FROM glintru.models WHERE name OPERATOR(pg_catalog.=) $1 "
+							"FOR KEY SHARE",
+							1, types, args, false, 1, SPI_OK_SELECT, "could not lock glintru.models") > 0;
+	if (found)
+	{
+		entry->id = DatumGetInt32(spi_value(0, 1));
+		entry->version = DatumGetInt64(spi_value(0, 2));
+		strlcpy(entry->name, name, sizeof(entry->name));
+	}
+	glintru_restore_role(&rs);
+	glintru_spi_finish();
+	return found;
+}
+
 /* The error every lookup of a model by name raises when there is none. */
 void
 glintru_catalog_no_such_model(const char *name)
@@ -364,9 +399,9 @@ attachment_from_tuple(HeapTuple tup, TupleDesc desc, GlintruAttachment *a)
 	a->order_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_order_column, desc, &isnull));
 }
 
-/* The attachment of table relid, if any (an index scan, no SPI: the trigger's path). */
+/* The attachment of table relid as the given snapshot shows it, if any (an index scan, no SPI). */
 bool
-glintru_attachment_by_relid(Oid relid, GlintruAttachment *a)
+glintru_attachment_by_relid_in(Oid relid, Snapshot snapshot, GlintruAttachment *a)
 {
 	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_ATTACHMENTS), AccessShareLock);
 	ScanKeyData key;
@@ -377,7 +412,7 @@ glintru_attachment_by_relid(Oid relid, GlintruAttachment *a)
 	ScanKeyInit(&key, Anum_glintru_attachments_relid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(rel, glintru_catalog_relid(GLINTRU_ATTACHMENTS_RELID_KEY), true,
-							  glintru_catalog_snapshot(), 1, &key);
+							  snapshot, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
@@ -389,12 +424,47 @@ glintru_attachment_by_relid(Oid relid, GlintruAttachment *a)
 	return found;
 }
 
-/* All attachments, as a List of palloc'ed GlintruAttachment. */
+/* The attachment of table relid, if any (the statement's snapshot). */
+bool
+glintru_attachment_by_relid(Oid relid, GlintruAttachment *a)
+{
+	return glintru_attachment_by_relid_in(relid, glintru_catalog_snapshot(), a);
+}
+
+/*
+ * The attachment of table relid as last committed (the latest snapshot),
+ * for a caller holding a lock on the table that keeps attach, detach and
+ * rebuild (they take ShareRowExclusiveLock) from committing until it ends:
+ * the statement's snapshot can predate one that committed while that lock
+ * was awaited.  Under REPEATABLE READ or SERIALIZABLE the transaction reads
+ * everything else with its own snapshot, so an attachment other than the
+ * one that snapshot shows cannot be used: a serialization failure.
+ */
+bool
+glintru_attachment_by_relid_latest(Oid relid, GlintruAttachment *a)
+{
+	bool		found = glintru_attachment_by_relid_in(relid, GetLatestSnapshot(), a);
+	GlintruAttachment seen;
+
+	if (IsolationUsesXactSnapshot() &&
+		(glintru_attachment_by_relid(relid, &seen) != found ||
+		 (found && (seen.id != a->id || seen.model_version != a->model_version))))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("Table %s was attached, detached or rebuilt with a new version of its model by a transaction "
+						   "that committed after this transaction's snapshot was taken.",
+						   get_rel_name(relid) ? get_rel_name(relid) : "(unknown)"),
+				 errhint("The transaction might succeed if retried.")));
+	return found;
+}
+
+/* All attachments as the given snapshot shows them, a List of palloc'ed GlintruAttachment. */
 List *
-glintru_attachments_all(void)
+glintru_attachments_all_in(Snapshot snapshot)
 {
 	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_ATTACHMENTS), AccessShareLock);
-	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, glintru_catalog_snapshot(), 0, NULL);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
 	HeapTuple	tup;
 	List	   *out = NIL;
 
@@ -408,6 +478,13 @@ glintru_attachments_all(void)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return out;
+}
+
+/* All attachments (the statement's snapshot). */
+List *
+glintru_attachments_all(void)
+{
+	return glintru_attachments_all_in(glintru_catalog_snapshot());
 }
 
 /* "table X is not attached" for a call naming a table that has no attachment. */

@@ -52,6 +52,7 @@ typedef struct GlintruCatalogEntry
 
 extern bool glintru_catalog_find(const char *name, GlintruCatalogEntry *entry);
 extern bool glintru_catalog_find_id(int32 id, GlintruCatalogEntry *entry);
+extern bool glintru_catalog_lock(const char *name, GlintruCatalogEntry *entry);
 extern void glintru_catalog_no_such_model(const char *name) pg_attribute_noreturn();
 extern bytea *glintru_catalog_weights(int32 id, int64 version);
 
@@ -76,7 +77,10 @@ typedef struct GlintruAttachment
 } GlintruAttachment;
 
 extern bool glintru_attachment_by_relid(Oid relid, GlintruAttachment *a);
+extern bool glintru_attachment_by_relid_in(Oid relid, Snapshot snapshot, GlintruAttachment *a);
+extern bool glintru_attachment_by_relid_latest(Oid relid, GlintruAttachment *a);
 extern List *glintru_attachments_all(void);
+extern List *glintru_attachments_all_in(Snapshot snapshot);
 extern GlintruAttachment glintru_attachment_resolve(bool have_relid, Oid relid);
 extern int32 glintru_attachment_insert(const GlintruAttachment *a);
 extern void glintru_attachment_delete(int32 id);

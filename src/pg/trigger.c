@@ -18,6 +18,7 @@
 #include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "cache.h"
 #include "catalog.h"
@@ -382,6 +383,7 @@ glintru_trigger(PG_FUNCTION_ARGS)
 	GlintruAttachment a;
 	GlintruTable t;
 	Firing		f;
+	GlintruPin	pin;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event))
@@ -389,12 +391,24 @@ glintru_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("glintru_trigger() must be fired AFTER ... FOR EACH STATEMENT"),
 				 errhint("glintru_attach() creates the triggers it needs.")));
-	if (!glintru_attachment_by_relid(RelationGetRelid(td->tg_relation), &a))
+
+	/*
+	 * The attachment and its model as last committed, not as the statement's
+	 * snapshot shows them: the state rows are read with a new snapshot per
+	 * query, and a COPY's snapshot is taken before it waits for its table
+	 * lock behind an attach or a model replacement.  The RowExclusiveLock
+	 * this statement holds keeps any other from committing until it ends.
+	 */
+	if (!glintru_attachment_by_relid_latest(RelationGetRelid(td->tg_relation), &a))
 		return PointerGetDatum(NULL);	/* left behind by a detach in progress */
 	glintru_table_init(td->tg_relation, &a, &t);
 	f.td = td;
 	f.t = &t;
 	f.att_id = a.id;
-	glintru_cache_with_pin(glintru_state_model(&a), fire, &f);
+	/* the model's version and weights with a snapshot as new as the attachment's */
+	PushActiveSnapshot(GetLatestSnapshot());
+	pin = glintru_state_model(&a);
+	PopActiveSnapshot();
+	glintru_cache_with_pin(pin, fire, &f);
 	return PointerGetDatum(NULL);
 }
