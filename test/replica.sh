@@ -126,6 +126,20 @@ CREATE TABLE events (seq bigserial, user_id bigint, item_id bigint, note text);
 INSERT INTO events (user_id, item_id)
 SELECT 1 + (i % 20), 103 + 3 * ((i * 7 + i / 20) % 30) FROM generate_series(0, 119) i;
 SELECT glintru_attach('m', 'events', order_column => 'seq');
+-- the standby session below polls with a transaction per poll (COMMIT in a
+-- procedure), so that it holds no snapshot while the replacement is replayed:
+-- a snapshot held across it would conflict with the primary's pruning of the
+-- replaced rows and be cancelled (max_standby_streaming_delay)
+CREATE PROCEDURE public.grel_wait_for_new_model(old text, go text) LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. 1200 LOOP
+    EXIT WHEN (SELECT checksum FROM glintru_models() WHERE name = 'm') <> old
+              AND (pg_stat_file(go, true)).size IS NOT NULL;
+    IF i = 1200 THEN RAISE EXCEPTION 'the replacement did not reach the standby in 60 s'; END IF;
+    COMMIT;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 SQL
 [ $? = 0 ] && ok "model loaded, events attached on the primary (20 users backfilled)" \
   || { cat "$DIR/setup.log"; bad "setup on the primary"; exit 1; }
@@ -204,16 +218,7 @@ p2 -v before="$DIR/sess_before.txt" -v after="$DIR/sess_after.txt" -v ready="$DI
 \o :ready
 SELECT 'ready';
 \o
-SELECT set_config('grel.old', :'old', false), set_config('grel.go', :'go', false) \g /dev/null
-DO $$
-BEGIN
-  FOR i IN 1 .. 1200 LOOP
-    EXIT WHEN (SELECT checksum FROM glintru_models() WHERE name = 'm') <> current_setting('grel.old')
-              AND (pg_stat_file(current_setting('grel.go'), true)).size IS NOT NULL;
-    IF i = 1200 THEN RAISE EXCEPTION 'the replacement did not reach the standby in 60 s'; END IF;
-    PERFORM pg_sleep(0.05);
-  END LOOP;
-END $$;
+CALL grel_wait_for_new_model(:'old', :'go');
 \o :after
 :recs
 SQL

@@ -3,27 +3,37 @@
  * attachment (forward.h: h, G, dense1 of the last two items and the window's
  * rows) and the order value of the user's latest event.
  *
- * Concurrency: a writer locks the user's state row (SELECT … FOR UPDATE)
- * before it reads and rewrites it, so concurrent inserts for one user
+ * Concurrency: a writer locks the user's state row (as SELECT … FOR UPDATE
+ * would) before it reads and rewrites it, so concurrent inserts for one user
  * serialize and inserts for different users never wait on each other.  The
- * first state of a user is created with INSERT … ON CONFLICT DO NOTHING and
- * re-read under the lock if another session created it first.  Serving reads
- * a state with an index scan under the statement's snapshot, without a lock.
+ * first state of a user is created by a speculative insertion (as INSERT …
+ * ON CONFLICT DO NOTHING) and re-read under the lock if another session
+ * created it first.  Serving reads a state with an index scan under the
+ * statement's snapshot, without a lock.
  *
- * Rows are read and written as the owner of glintru.user_state, so an
- * application role needs no rights on glintru's tables.
+ * The writes go straight through the table AM (no SPI, no role switch: an
+ * application role needs no rights on glintru's tables); the few statements
+ * still run through SPI (listing users, deleting all states) run as the
+ * owner of glintru.user_state.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "cache.h"
 #include "catalog.h"
@@ -128,145 +138,297 @@ glintru_state_users(int32 attachment_id, bool have_user, int64 only_user, uint64
 	return users;
 }
 
-/* ---- locked reads and writes (the caller is connected to SPI) ---- */
+/* ---- locked reads and writes, straight through the table AM ---- */
 
-static SPIPlanPtr plan_lock = NULL,
-			plan_insert = NULL,
-			plan_update = NULL,
-			plan_delete = NULL;
+/*
+ * The trigger reads, locks and rewrites one state row per user and event
+ * batch.  Through SPI each of those was a plan execution with a role switch
+ * and a GUC nest level; here they are the calls PostgreSQL's executor makes
+ * for SELECT … FOR UPDATE, UPDATE and INSERT … ON CONFLICT DO NOTHING: an
+ * index lookup with a dirty snapshot (which sees rows of transactions in
+ * progress, so that we wait for them), table_tuple_lock on the latest
+ * version, table_tuple_update (HOT when the page has room, index entries
+ * otherwise), and a speculative insertion for a user's first state, so that
+ * two sessions creating the same user's state never both succeed.  Row
+ * locks, MVCC, WAL and HOT are the table AM's, so standbys replay it as any
+ * update.  No permission check is involved: glintru.user_state is the
+ * extension's own table and these calls are the trusted path to it.
+ */
 
-/* Prepare a statement and keep its plan for the session. */
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *types)
+/* Open glintru.user_state and its indexes for the writes of one statement. */
+void
+glintru_state_open(GlintruStateRel *sr)
 {
-	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+	List	   *indexes;
+	ListCell   *lc;
+	int			i = 0;
 
-	if (p == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	glintru_spi_check(SPI_keepplan(p), 0, "SPI_keepplan failed");
-	return p;
+	sr->rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), RowExclusiveLock);
+	sr->pkey = glintru_catalog_relid(GLINTRU_USER_STATE_PKEY);
+	indexes = RelationGetIndexList(sr->rel);
+	sr->n_indexes = list_length(indexes);
+	sr->indexes = palloc(sizeof(Relation) * Max(sr->n_indexes, 1));
+	sr->index_info = palloc(sizeof(IndexInfo *) * Max(sr->n_indexes, 1));
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *ii = BuildIndexInfo(idx);
+
+		/* an expression or partial index would need an executor state to maintain */
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("index \"%s\" on glintru.user_state is not supported",
+							RelationGetRelationName(idx)),
+					 errhint("Indexes on glintru.user_state may only be on plain columns.")));
+		sr->indexes[i] = idx;
+		sr->index_info[i] = ii;
+		i++;
+	}
+	list_free(indexes);
+	sr->locked = table_slot_create(sr->rel, NULL);
+	sr->out = MakeSingleTupleTableSlot(RelationGetDescr(sr->rel), &TTSOpsVirtual);
 }
 
-/* Prepare the four statements on state rows, once per session. */
+/* Close what glintru_state_open() opened (locks stay until the transaction ends). */
 void
-glintru_state_prepare(void)
+glintru_state_close(GlintruStateRel *sr)
 {
-	Oid			t4[4] = {INT4OID, INT8OID, BYTEAOID, BYTEAOID};
+	ExecDropSingleTupleTableSlot(sr->locked);
+	ExecDropSingleTupleTableSlot(sr->out);
+	for (int i = 0; i < sr->n_indexes; i++)
+		index_close(sr->indexes[i], NoLock);
+	table_close(sr->rel, NoLock);
+}
 
-	if (plan_lock)
-		return;
-
-	/*
-	 * last_order is a text column: the bytea parameter of the writes below
-	 * is stored in bytea's text form (byteaout), so read it back through
-	 * byteain; without the cast the recv function would parse the hex text.
-	 */
-	plan_lock = keep_plan("SELECT last_order::pg_catalog.bytea, state FROM glintru.user_state "
-						  "WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2 "
-						  "FOR UPDATE", 2, t4);
-	plan_insert = keep_plan("INSERT INTO glintru.user_state (attachment_id, user_id, last_order, state) "
-							"VALUES ($1, $2, $3, $4) ON CONFLICT (attachment_id, user_id) DO NOTHING", 4, t4);
-	plan_update = keep_plan("UPDATE glintru.user_state SET last_order = $3, state = $4 "
-							"WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
-							4, t4);
-	plan_delete = keep_plan("DELETE FROM glintru.user_state "
-							"WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
-							2, t4);
+/* Raise the error a REPEATABLE READ transaction gets when a row it writes changed since its snapshot. */
+static void pg_attribute_noreturn()
+serialization_failure(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent %s", what)));
 }
 
 /*
- * Run one of the plans above as the owner of glintru.user_state, with
- * sequential scans disabled, and check its result code.  The plans are kept
- * for the whole session and the plan cache settles on a generic plan after
- * a few executions; planned while user_state is small (its first statement,
- * a COPY into an empty table) that plan is a sequential scan, and every
- * later lookup of a COPY over thousands of users would then scan all the
- * states written so far.  Every lookup is by the (attachment_id, user_id)
- * key, so the index is the right access path whatever the size.  The
- * setting is undone at once, or by the transaction's abort on an error.
+ * Find the user's row with a dirty snapshot, waiting out any transaction
+ * that is inserting, updating or deleting it; false if there is none.
  */
-static void
-state_execute(SPIPlanPtr plan, Datum *args, const char *nulls, long tcount, int expected,
-			  const char *what, int64 user_id)
+static bool
+find_state_row(GlintruStateRel *sr, int32 att_id, int64 user_id, ItemPointer tid)
 {
-	GlintruRoleSwitch rs;
-	int			level;
-	int			rc;
+	for (;;)
+	{
+		SnapshotData dirty;
+		ScanKeyData keys[2];
+		Relation	idx = NULL;
+		IndexScanDesc scan;
+		bool		found;
+		TransactionId xwait;
 
-	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_USER_STATE), &rs);
-	level = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(plan, args, nulls, false, tcount);
-	AtEOXact_GUC(true, level);
-	glintru_restore_role(&rs);
-	if (rc != expected)
-		elog(ERROR, "could not %s the state of user " INT64_FORMAT ": %s", what, user_id,
-			 SPI_result_code_string(rc));
+		for (int i = 0; i < sr->n_indexes; i++)
+			if (RelationGetRelid(sr->indexes[i]) == sr->pkey)
+				idx = sr->indexes[i];
+		if (idx == NULL)
+			elog(ERROR, "glintru.user_state has no primary key index");
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(att_id));
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+		scan = index_beginscan(sr->rel, idx, &dirty, 2, 0);
+		index_rescan(scan, keys, 2, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, sr->locked);
+		index_endscan(scan);
+		if (!found)
+		{
+			ExecClearTuple(sr->locked);
+			return false;
+		}
+		*tid = sr->locked->tts_tid;
+		ExecClearTuple(sr->locked);
+		/* a transaction in progress is writing the row: wait for it, then look again */
+		xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		if (!TransactionIdIsValid(xwait))
+			return true;
+		if (dirty.speculativeToken)
+			SpeculativeInsertionWait(dirty.xmin, dirty.speculativeToken);
+		else
+			XactLockTableWait(xwait, sr->rel, tid, XLTW_Lock);
+	}
+}
+
+/*
+ * Lock the latest version of the row at tid as SELECT … FOR UPDATE would;
+ * false if it was deleted meanwhile (READ COMMITTED: look it up again).
+ * At REPEATABLE READ and SERIALIZABLE a row changed since the transaction's
+ * snapshot is a serialization failure, as it is for SQL.
+ */
+static bool
+lock_state_row(GlintruStateRel *sr, ItemPointer tid)
+{
+	bool		xact_snapshot = IsolationUsesXactSnapshot();
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(sr->rel, tid, GetActiveSnapshot(), sr->locked, GetCurrentCommandId(false),
+						   LockTupleExclusive, LockWaitBlock,
+						   xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+			break;
+		case TM_Deleted:
+			if (xact_snapshot)
+				serialization_failure("delete");
+			return false;
+		case TM_Updated:
+			if (xact_snapshot)
+				serialization_failure("update");
+			elog(ERROR, "unexpected concurrent update of a glintru.user_state row");
+			break;
+		default:
+			elog(ERROR, "could not lock a glintru.user_state row: table_tuple_lock returned %d", (int) res);
+	}
+	if (xact_snapshot)
+	{
+		/* the latest version must be one the transaction's snapshot sees */
+		bool		should_free;
+		HeapTuple	tup = ExecFetchSlotHeapTuple(sr->locked, false, &should_free);
+		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+
+		if (!TransactionIdIsCurrentTransactionId(xmin) && XidInMVCCSnapshot(xmin, GetActiveSnapshot()))
+			serialization_failure("update");
+		if (should_free)
+			heap_freetuple(tup);
+	}
+	*tid = sr->locked->tts_tid;
+	return true;
 }
 
 /* Lock a user's state row and read it (ls->state NULL if it does not fit model m). */
 void
-glintru_state_lock(const GlintruTable *t, const GlintruModel *m, int32 att_id, int64 user_id,
-				   GlintruLockedState *ls)
+glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruModel *m, int32 att_id,
+				   int64 user_id, GlintruLockedState *ls)
 {
-	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
-
-	state_execute(plan_lock, args, NULL, 1, SPI_OK_SELECT, "lock", user_id);
-	ls->exists = SPI_processed > 0;
+	ls->exists = false;
 	ls->state = NULL;
 	ls->last_null = true;
-	if (ls->exists)
+	while (find_state_row(sr, att_id, user_id, &ls->tid))
 	{
 		bool		isnull;
-		Datum		lo = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &ls->last_null);
-		Datum		st = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum		d;
 
+		if (!lock_state_row(sr, &ls->tid))
+			continue;			/* deleted while we waited: look again */
+		ls->exists = true;
+		d = slot_getattr(sr->locked, Anum_glintru_user_state_last_order, &ls->last_null);
 		if (!ls->last_null)
-			ls->last_order = glintru_order_from_bytea(&t->order, DatumGetByteaPP(lo));
+		{
+			/* stored in bytea's text form (see glintru_state_write) */
+			bytea	   *b = DatumGetByteaPP(DirectFunctionCall1(byteain,
+																CStringGetDatum(TextDatumGetCString(d))));
+
+			ls->last_order = glintru_order_from_bytea(&t->order, b);
+		}
+		d = slot_getattr(sr->locked, Anum_glintru_user_state_state, &isnull);
 		if (!isnull)
 		{
-			bytea	   *b = DatumGetByteaPCopy(st);
+			bytea	   *b = DatumGetByteaPCopy(d);
 
 			if (glintru_state_valid(m, VARDATA(b), VARSIZE(b) - VARHDRSZ))
 				ls->state = (GlintruState *) VARDATA(b);
 		}
+		break;
 	}
-	/* everything needed was copied; the result set would live until SPI_finish */
-	SPI_freetuptable(SPI_tuptable);
+	/* drop the buffer pin now: the values needed were copied */
+	ExecClearTuple(sr->locked);
 }
 
-/* Write (insert or update) a user's state; returns false if an insert lost a race. */
+/* Insert index entries for the tuple in sr->out; false if a unique index found a possible conflict. */
+static bool
+insert_index_entries(GlintruStateRel *sr, bool update, bool speculative)
+{
+	bool		ok = true;
+
+	for (int i = 0; i < sr->n_indexes; i++)
+	{
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+		Relation	idx = sr->indexes[i];
+		IndexUniqueCheck check = !idx->rd_index->indisunique ? UNIQUE_CHECK_NO
+			: speculative ? UNIQUE_CHECK_PARTIAL : UNIQUE_CHECK_YES;
+
+		FormIndexDatum(sr->index_info[i], sr->out, NULL, values, isnull);
+		if (!index_insert(idx, values, isnull, &sr->out->tts_tid, sr->rel, check, update,
+						  sr->index_info[i]))
+			ok = false;
+	}
+	return ok;
+}
+
+/*
+ * Write (update, or insert if !ls->exists) a user's state; false if an
+ * insert found that another session created the state first (the caller
+ * locks it and computes again).
+ */
 bool
-glintru_state_write(const GlintruTable *t, int32 att_id, int64 user_id, bool exists,
-					const GlintruState *s, const GlintruConfig *cfg, Datum last_order, bool last_null)
+glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int32 att_id, int64 user_id,
+					const GlintruLockedState *ls, const GlintruState *s, const GlintruConfig *cfg,
+					Datum last_order, bool last_null)
 {
 	size_t		len = glintru_state_bytes(cfg, s->m);
 	bytea	   *b = palloc(VARHDRSZ + len);
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	TupleTableSlot *out = sr->out;
 	bool		lo_null;
+	Datum		lo;
+	bool		written = true;
 
 	SET_VARSIZE(b, VARHDRSZ + len);
 	memcpy(VARDATA(b), s, len);
-	args[0] = Int32GetDatum(att_id);
-	args[1] = Int64GetDatum(user_id);
-	args[2] = glintru_order_to_bytea(&t->order, last_order, last_null, &lo_null);
-	if (lo_null)
-		nulls[2] = 'n';
-	args[3] = PointerGetDatum(b);
-	state_execute(exists ? plan_update : plan_insert, args, nulls, 0,
-				  exists ? SPI_OK_UPDATE : SPI_OK_INSERT, "write", user_id);
-	return SPI_processed > 0;
+	lo = glintru_order_to_bytea(&t->order, last_order, last_null, &lo_null);
+	ExecClearTuple(out);
+	out->tts_values[Anum_glintru_user_state_attachment_id - 1] = Int32GetDatum(att_id);
+	out->tts_values[Anum_glintru_user_state_user_id - 1] = Int64GetDatum(user_id);
+	/* last_order is a text column holding bytea's text form of the order value's send form */
+	out->tts_values[Anum_glintru_user_state_last_order - 1] =
+		lo_null ? (Datum) 0 : CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(byteaout, lo)));
+	out->tts_values[Anum_glintru_user_state_state - 1] = PointerGetDatum(b);
+	memset(out->tts_isnull, 0, sizeof(bool) * out->tts_tupleDescriptor->natts);
+	out->tts_isnull[Anum_glintru_user_state_last_order - 1] = lo_null;
+	ExecStoreVirtualTuple(out);
+	if (ls->exists)
+	{
+		bool		update_indexes;
+		ItemPointerData otid = ls->tid;
+
+		/* the row is locked by us: a concurrent change is impossible */
+		simple_table_tuple_update(sr->rel, &otid, out, GetActiveSnapshot(), &update_indexes);
+		if (update_indexes)
+			(void) insert_index_entries(sr, true, false);
+	}
+	else
+	{
+		/* ON CONFLICT DO NOTHING, as the executor does it */
+		uint32		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+
+		table_tuple_insert_speculative(sr->rel, out, GetCurrentCommandId(true), 0, NULL, token);
+		written = insert_index_entries(sr, false, true);
+		table_tuple_complete_speculative(sr->rel, out, token, written);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+	}
+	ExecClearTuple(out);
+	/* later lookups and locks of this statement must see the new version */
+	CommandCounterIncrement();
+	return written;
 }
 
-/* Delete a user's state row (the user has no known item left). */
+/* Delete a user's locked state row (the user has no known item left). */
 static void
-state_delete(int32 att_id, int64 user_id)
+state_delete(GlintruStateRel *sr, const GlintruLockedState *ls)
 {
-	Datum		args[2] = {Int32GetDatum(att_id), Int64GetDatum(user_id)};
+	ItemPointerData tid = ls->tid;
 
-	state_execute(plan_delete, args, NULL, 0, SPI_OK_DELETE, "delete", user_id);
+	simple_table_tuple_delete(sr->rel, &tid, GetActiveSnapshot());
+	CommandCounterIncrement();
 }
 
 /* Delete every state of an attachment (TRUNCATE of its table, a new model version). */
@@ -290,10 +452,11 @@ glintru_state_delete_all(int32 att_id)
 /* What a rebuild or a backfill writes a user's state with, and what happened. */
 typedef struct Rebuild
 {
+	GlintruStateRel *sr;
 	const GlintruTable *t;
 	GlintruWork *w;
 	int32		att_id;
-	bool		exists;			/* the row is there (update) or not (insert) */
+	const GlintruLockedState *ls;	/* the row as locked (exists: update) */
 	bool		found;			/* the user had a known item */
 	bool		written;		/* the write did not lose an insert race */
 } Rebuild;
@@ -307,26 +470,26 @@ write_built_state(void *arg, int64 user_id, const int32 *rows, int64 n, Datum la
 
 	r->found = true;
 	glintru_state_build(w->m, rows, n, w->a, w->scratch);
-	r->written = glintru_state_write(r->t, r->att_id, user_id, r->exists, w->a, &w->m->config,
+	r->written = glintru_state_write(r->sr, r->t, r->att_id, user_id, r->ls, w->a, &w->m->config,
 									 last, last_null);
 }
 
 /* Rebuild one user's state from the table, under its row lock. */
 void
-glintru_state_rebuild_user(const GlintruTable *t, GlintruWork *w, int32 att_id, int64 user_id)
+glintru_state_rebuild_user(GlintruStateRel *sr, const GlintruTable *t, GlintruWork *w, int32 att_id,
+						   int64 user_id)
 {
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		GlintruLockedState ls;
-		Rebuild		r = {t, w, att_id, false, false, false};
+		Rebuild		r = {sr, t, w, att_id, &ls, false, false};
 
-		glintru_state_lock(t, w->m, att_id, user_id, &ls);
-		r.exists = ls.exists;
+		glintru_state_lock(sr, t, w->m, att_id, user_id, &ls);
 		glintru_for_each_user(t, w->m, true, user_id, true, write_built_state, &r);
 		if (!r.found)
 		{
 			if (ls.exists)
-				state_delete(att_id, user_id);
+				state_delete(sr, &ls);
 			return;
 		}
 		if (r.written)
@@ -341,9 +504,14 @@ int64
 glintru_state_backfill(const GlintruTable *t, const GlintruModel *m, int32 att_id)
 {
 	GlintruWork w;
-	Rebuild		r = {t, &w, att_id, false, false, false};
+	GlintruStateRel sr;
+	GlintruLockedState none = {0};
+	Rebuild		r = {&sr, t, &w, att_id, &none, false, false};
+	int64		users;
 
 	glintru_work_init(&w, m);
-	glintru_state_prepare();
-	return glintru_for_each_user(t, m, false, 0, true, write_built_state, &r);
+	glintru_state_open(&sr);
+	users = glintru_for_each_user(t, m, false, 0, true, write_built_state, &r);
+	glintru_state_close(&sr);
+	return users;
 }

@@ -12,6 +12,9 @@
 
 #include "postgres.h"
 
+#include "nodes/execnodes.h"
+#include "utils/rel.h"
+
 #include "cache.h"
 #include "catalog.h"
 #include "events.h"
@@ -28,10 +31,23 @@ typedef struct GlintruWork
 
 extern void glintru_work_init(GlintruWork *w, const GlintruModel *m);
 
+/* glintru.user_state opened for one statement's writes (glintru_state_open). */
+typedef struct GlintruStateRel
+{
+	Relation	rel;
+	Oid			pkey;			/* the (attachment_id, user_id) index */
+	int			n_indexes;
+	Relation   *indexes;
+	IndexInfo **index_info;
+	TupleTableSlot *locked;		/* a row as found and locked */
+	TupleTableSlot *out;		/* a row to write */
+} GlintruStateRel;
+
 /* A user's state row, read under its row lock. */
 typedef struct GlintruLockedState
 {
 	bool		exists;
+	ItemPointerData tid;		/* of the locked version, if exists */
 	bool		last_null;
 	Datum		last_order;
 	GlintruState *state;		/* NULL if none or unusable */
@@ -42,15 +58,17 @@ extern GlintruPin glintru_state_model(const GlintruAttachment *a);
 extern bytea *glintru_state_fetch(int32 attachment_id, int64 user_id);
 extern int64 *glintru_state_users(int32 attachment_id, bool have_user, int64 only_user, uint64 *n_out);
 
-extern void glintru_state_prepare(void);
-extern void glintru_state_lock(const GlintruTable *t, const GlintruModel *m, int32 att_id, int64 user_id,
-							   GlintruLockedState *ls);
-extern bool glintru_state_write(const GlintruTable *t, int32 att_id, int64 user_id, bool exists,
-								const GlintruState *s, const GlintruConfig *cfg,
-								Datum last_order, bool last_null);
+extern void glintru_state_open(GlintruStateRel *sr);
+extern void glintru_state_close(GlintruStateRel *sr);
+extern void glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruModel *m,
+							   int32 att_id, int64 user_id, GlintruLockedState *ls);
+extern bool glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int32 att_id, int64 user_id,
+								const GlintruLockedState *ls, const GlintruState *s,
+								const GlintruConfig *cfg, Datum last_order, bool last_null);
 extern void glintru_state_delete_all(int32 att_id);
 
-extern void glintru_state_rebuild_user(const GlintruTable *t, GlintruWork *w, int32 att_id, int64 user_id);
+extern void glintru_state_rebuild_user(GlintruStateRel *sr, const GlintruTable *t, GlintruWork *w,
+									   int32 att_id, int64 user_id);
 extern int64 glintru_state_backfill(const GlintruTable *t, const GlintruModel *m, int32 att_id);
 
 #endif							/* GLINTRU_STATE_H */

@@ -41,6 +41,7 @@ typedef struct Firing
 	TriggerData *td;
 	const GlintruTable *t;
 	GlintruWork *w;
+	GlintruStateRel *sr;		/* glintru.user_state, opened once per firing */
 	int32		att_id;
 	MemoryContext user_cxt;		/* reset after each user */
 } Firing;
@@ -157,20 +158,20 @@ apply_events(const Firing *f, const Event *ev, int n_ev)
 	{
 		GlintruLockedState ls;
 
-		glintru_state_lock(f->t, m, f->att_id, user_id, &ls);
+		glintru_state_lock(f->sr, f->t, m, f->att_id, user_id, &ls);
 		if (ls.exists && (ls.state == NULL ||
 						  glintru_order_cmp(&f->t->order, ev[0].order, ev[0].order_null,
 											ls.last_order, ls.last_null) <= 0))
 		{
 			/* out of order, a tie (or unreadable state): recompute from the table */
-			glintru_state_rebuild_user(f->t, w, f->att_id, user_id);
+			glintru_state_rebuild_user(f->sr, f->t, w, f->att_id, user_id);
 			return;
 		}
 		if (ls.exists)
 			advance_state(w, ls.state, rows, nk);
 		else
 			glintru_state_build(m, rows, nk, w->a, w->scratch);
-		if (glintru_state_write(f->t, f->att_id, user_id, ls.exists, w->a, &m->config,
+		if (glintru_state_write(f->sr, f->t, f->att_id, user_id, &ls, w->a, &m->config,
 								ev[last_known].order, ev[last_known].order_null))
 			return;
 		/* another session created the state first: lock it and apply again */
@@ -341,7 +342,7 @@ fire_change(const Firing *f, TriggerData *td)
 	{
 		MemoryContext old_cxt = MemoryContextSwitchTo(f->user_cxt);
 
-		glintru_state_rebuild_user(f->t, f->w, f->att_id, users[i]);
+		glintru_state_rebuild_user(f->sr, f->t, f->w, f->att_id, users[i]);
 		MemoryContextSwitchTo(old_cxt);
 		MemoryContextReset(f->user_cxt);
 	}
@@ -353,24 +354,32 @@ fire(const GlintruModel *m, void *arg)
 {
 	Firing	   *f = arg;
 	GlintruWork w;
+	GlintruStateRel sr;
 
-	glintru_spi_connect();
+	if (TRIGGER_FIRED_BY_TRUNCATE(f->td->tg_event))
+	{
+		glintru_state_delete_all(f->att_id);
+		return;
+	}
 
 	/*
-	 * What one user's update allocates (its rows, the state read and
-	 * written, the order values) is freed before the next user, so a COPY
-	 * that touches thousands of users runs in bounded memory.
+	 * Setup once per statement: the model's working memory, glintru.user_state
+	 * and its indexes, and SPI (only rebuilds read the interactions table
+	 * through it).  What one user's update allocates (its rows, the state
+	 * read and written, the order values) is freed before the next user, so
+	 * a COPY that touches thousands of users runs in bounded memory.
 	 */
+	glintru_spi_connect();
 	f->user_cxt = AllocSetContextCreate(CurrentMemoryContext, "glintru user", ALLOCSET_DEFAULT_SIZES);
 	f->w = &w;
-	glintru_state_prepare();
+	f->sr = &sr;
 	glintru_work_init(&w, m);
-	if (TRIGGER_FIRED_BY_TRUNCATE(f->td->tg_event))
-		glintru_state_delete_all(f->att_id);
-	else if (TRIGGER_FIRED_BY_INSERT(f->td->tg_event))
+	glintru_state_open(&sr);
+	if (TRIGGER_FIRED_BY_INSERT(f->td->tg_event))
 		fire_insert(f, f->td);
 	else
 		fire_change(f, f->td);
+	glintru_state_close(&sr);
 	glintru_spi_finish();
 }
 
