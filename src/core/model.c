@@ -251,37 +251,31 @@ glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
 	return m;
 }
 
-/* qsort context: C has no qsort_r everywhere, so sort (id,row) pairs. */
-typedef struct IdRow
+/* qsort context: C has no qsort_r everywhere, so sort (key, row) records. */
+typedef struct KeyRow
 {
-	int64_t		key;
+	int64_t		id;				/* external id of row */
+	float		pop;			/* its popularity (0 without) */
 	int32_t		row;
-} IdRow;
+} KeyRow;
 
 /* By id, then row, so that a repeated id sits next to its twin and is reported. */
 static int
 cmp_id_row(const void *a, const void *b)
 {
-	const IdRow *x = a,
+	const KeyRow *x = a,
 			   *y = b;
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
 	return x->row < y->row ? -1 : (x->row > y->row);
 }
-
-/* popularity: higher first; ties to the lower row */
-typedef struct PopRow
-{
-	float		pop;
-	int32_t		row;
-} PopRow;
 
 /* Higher popularity first, ties to the lower row: one order for every backend. */
 static int
 cmp_pop_row(const void *a, const void *b)
 {
-	const PopRow *x = a,
+	const KeyRow *x = a,
 			   *y = b;
 
 	if (x->pop != y->pop)
@@ -289,64 +283,64 @@ cmp_pop_row(const void *a, const void *b)
 	return x->row < y->row ? -1 : (x->row > y->row);
 }
 
-/* rows 1 … N sorted by external id; false (and a message) if an id repeats */
-static bool
-build_id_index(GlintruModel *m, char *err, size_t errlen)
+/* Rows 1 … N with their id and popularity (0 without), sorted by cmp; NULL (and a message) if memory runs out. */
+static KeyRow *
+sorted_rows(const GlintruModel *m, int (*cmp) (const void *, const void *), char *err, size_t errlen)
 {
 	int64_t		n = m->config.n_rows - 1;	/* real items */
 	const int64_t *ids = glintru_item_ids(m);
-	int32_t    *index = (int32_t *) ((char *) m + m->id_index_off);
-	IdRow	   *pairs = malloc(sizeof(IdRow) * (size_t) (n > 0 ? n : 1));
+	const float *pop = glintru_popularity(m);
+	KeyRow	   *kr = malloc(sizeof(KeyRow) * (size_t) (n > 0 ? n : 1));
 
-	if (pairs == NULL)
+	if (kr == NULL)
 	{
 		snprintf(err, errlen, "out of memory");
-		return false;
+		return NULL;
 	}
 	for (int64_t j = 0; j < n; j++)
 	{
-		pairs[j].key = ids[j + 1];
-		pairs[j].row = (int32_t) (j + 1);
+		kr[j].id = ids[j + 1];
+		kr[j].pop = pop ? pop[j + 1] : 0.0f;
+		kr[j].row = (int32_t) (j + 1);
 	}
-	qsort(pairs, (size_t) n, sizeof(IdRow), cmp_id_row);
-	for (int64_t j = 0; j < n; j++)
-	{
-		if (j > 0 && pairs[j].key == pairs[j - 1].key)
-		{
-			snprintf(err, errlen, "item id %lld appears at rows %d and %d of item_ids",
-					 (long long) pairs[j].key, pairs[j - 1].row, pairs[j].row);
-			free(pairs);
-			return false;
-		}
-		index[j] = pairs[j].row;
-	}
-	free(pairs);
-	return true;
+	qsort(kr, (size_t) n, sizeof(KeyRow), cmp);
+	return kr;
 }
 
-/* rows 1 … N by popularity (cmp_pop_row); false if memory runs out */
+/*
+ * The id index (rows 1 … N by external id) and, given popularity, the
+ * popular-rows order, from one sorted array; false (and a message) if an id
+ * repeats or memory runs out.
+ */
 static bool
-build_popular_rows(GlintruModel *m, char *err, size_t errlen)
+build_row_orders(GlintruModel *m, char *err, size_t errlen)
 {
-	int64_t		n = m->config.n_rows - 1;
-	const float *pop = glintru_popularity(m);
-	int32_t    *order = (int32_t *) ((char *) m + m->popular_rows_off);
-	PopRow	   *pr = malloc(sizeof(PopRow) * (size_t) (n > 0 ? n : 1));
+	const int64_t n = m->config.n_rows - 1;
+	int32_t    *index = (int32_t *) ((char *) m + m->id_index_off);
+	KeyRow	   *kr = sorted_rows(m, cmp_id_row, err, errlen);
 
-	if (pr == NULL)
-	{
-		snprintf(err, errlen, "out of memory");
+	if (kr == NULL)
 		return false;
-	}
 	for (int64_t j = 0; j < n; j++)
 	{
-		pr[j].pop = pop[j + 1];
-		pr[j].row = (int32_t) (j + 1);
+		if (j > 0 && kr[j].id == kr[j - 1].id)
+		{
+			snprintf(err, errlen, "item id %lld appears at rows %d and %d of item_ids",
+					 (long long) kr[j].id, kr[j - 1].row, kr[j].row);
+			free(kr);
+			return false;
+		}
+		index[j] = kr[j].row;
 	}
-	qsort(pr, (size_t) n, sizeof(PopRow), cmp_pop_row);
-	for (int64_t j = 0; j < n; j++)
-		order[j] = pr[j].row;
-	free(pr);
+	if (m->popularity_off)
+	{
+		int32_t    *order = (int32_t *) ((char *) m + m->popular_rows_off);
+
+		qsort(kr, (size_t) n, sizeof(KeyRow), cmp_pop_row);
+		for (int64_t j = 0; j < n; j++)
+			order[j] = kr[j].row;
+	}
+	free(kr);
 	return true;
 }
 
@@ -442,9 +436,7 @@ build_item_tables(GlintruModel *m, char *err, size_t errlen)
 bool
 glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
 {
-	if (!build_id_index(m, err, errlen))
-		return false;
-	if (m->popularity_off && !build_popular_rows(m, err, errlen))
+	if (!build_row_orders(m, err, errlen))
 		return false;
 	build_derived_vectors(m);
 	if (m->item_tables_off && !build_item_tables(m, err, errlen))
