@@ -328,10 +328,11 @@ echo "   batch == single for $SAME/50 users; target: < 200 µs per call in-datab
 echo
 echo "4. numeric core alone (bench/live_core: same code outside the server, µs per call, median of 5)"
 printf '   %-44s %10s\n' "window slide: state_build of L = 200 items" "$(f1 "${CORE[build200]}")" \
-  "  of which 199 GRU steps (× $(f2 "${CORE[gru_step]}"))" "$(awk -v a="${CORE[gru_step]}" 'BEGIN {printf "%.1f", 199 * a}')" \
-  "    per step: sgemv 3d×d / the rest (gates)" "$(f2 "${CORE[gru_gemv]}") / $(awk -v a="${CORE[gru_step]}" -v b="${CORE[gru_gemv]}" 'BEGIN {printf "%.2f", a - b}')" \
-  "  ELU + L2 of the L×d keys (expm1f)" "$(f1 "${CORE[elu]}")" \
-  "  one L×d×d GEMM (build runs ≈ 9 such)" "$(f1 "${CORE[gemm]}")" \
+  "  of which 199 fused GRU steps (× $(f2 "${CORE[gru_step]}"))" "$(awk -v a="${CORE[gru_step]}" 'BEGIN {printf "%.1f", 199 * a}')" \
+  "    per step: plain-C twin / sgemv + gates" "$(f2 "${CORE[gru_step_c]}") / $(f2 "${CORE[gru_step_old]}")" \
+  "  GEMM path (model without input tables)" "$(f1 "${CORE[build200_gemm]}")" \
+  "    one L×d×d GEMM (that path runs ≈ 6 such)" "$(f1 "${CORE[gemm]}")" \
+  "  ELU + L2 of the L×d keys (no item tables)" "$(f1 "${CORE[elu]}")" \
   "state_build of 100 items" "$(f1 "${CORE[build100]}")" \
   "push onto a 100-item window (short history)" "$(f1 "${CORE[push]}")" \
   "user vector of a full window (serving)" "$(f1 "${CORE[uvec]}")" \

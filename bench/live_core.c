@@ -13,11 +13,18 @@
  *   push      glintru_state_push onto a 100-item window (short history)
  *   uvec      glintru_state_user_vector of a full window (serving)
  *   score     sgemv over the catalogue + top-10 (serving)
+ * the same four on the GEMM path, the model's input tables switched off
+ * (what a model too large for them runs), with "RATIO name x" lines:
+ *   build200_gemm build100_gemm push_gemm uvec_gemm
  * and the pieces of build200:
- *   gru_step  one glintru_gru_step (sgemv 3d x d + gates); build200 runs L-1
- *   gru_gemv  its sgemv alone
- *   elu       glintru_elu_l2_heads over L x d keys (expm1f)
- *   gemm      one L x d x d glintru_linear (build200 runs 3 + conv 3d + GI 3d)
+ *   gru_step      one glintru_gru_fused (the selected kernel, AVX2+FMA if
+ *                 the CPU has it); build200 runs L-1
+ *   gru_step_c    its plain-C twin
+ *   gru_step_old  glintru_gru_step (sgemv 3d x d, then the gates)
+ *   gru_gemv      that sgemv alone
+ *   elu           glintru_elu_l2_heads over L x d keys (models without item tables)
+ *   gemm          one L x d x d glintru_linear (the GEMM path's rebuild runs
+ *                 conv L x 3d x d and W_ih L x d x 3d)
  *
  * Build (done by bench/live.sh):
  *   cc -O2 -std=c11 -D_GNU_SOURCE -I<openblas-serial include> -Isrc/core bench/live_core.c \
@@ -37,6 +44,7 @@
 
 #define BATCHES 5
 
+/* Monotonic seconds. */
 static double
 now(void)
 {
@@ -46,6 +54,7 @@ now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* qsort order of doubles, for the median. */
 static int
 dcmp(const void *a, const void *b)
 {
@@ -54,6 +63,8 @@ dcmp(const void *a, const void *b)
 
 	return x < y ? -1 : (x > y);
 }
+
+static double last_us;			/* the latest TIME_US result */
 
 /* median of BATCHES batch means, microseconds per call */
 #define TIME_US(name, seconds, ...) \
@@ -67,12 +78,27 @@ dcmp(const void *a, const void *b)
 			bm_[b_] = (t1_ - t0_) * 1e6 / it_; \
 		} \
 		qsort(bm_, BATCHES, sizeof(double), dcmp); \
-		printf("RESULT %s %.2f\n", name, bm_[BATCHES / 2]); \
+		last_us = bm_[BATCHES / 2]; \
+		printf("RESULT %s %.2f\n", name, last_us); \
 		fflush(stdout); \
 	} while (0)
 
 static volatile float sink;
 
+/* The four serving calls timed on both paths, in the order of tabled[] / gemm[] in main. */
+static const char *const serving[4] = {"build200", "build100", "push", "uvec"};
+
+/* "name" + suffix, in a static buffer (TIME_US prints it before the next call). */
+static const char *
+name_of(const char *name, const char *suffix)
+{
+	static char buf[64];
+
+	snprintf(buf, sizeof buf, "%s%s", name, suffix);
+	return buf;
+}
+
+/* Load the model, time each piece, print RESULT / RATIO lines. */
 int
 main(int argc, char **argv)
 {
@@ -98,6 +124,8 @@ main(int argc, char **argv)
 	int32_t    *rows;
 	uint8_t    *seen;
 	GlintruScored best[10];
+	double		tabled[4],		/* build200, build100, push, uvec: tabled, then GEMM path */
+				gemm[4];
 	unsigned	seed = 20250;
 
 	if (argc != 3)
@@ -105,7 +133,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: live_core MODEL SECONDS\n");
 		return 2;
 	}
-	secs = atof(argv[2]) / 10;	/* ten measurements */
+	secs = atof(argv[2]) / 16;	/* sixteen measurements */
 	if (!(f = fopen(argv[1], "rb")))
 	{
 		perror(argv[1]);
@@ -144,22 +172,44 @@ main(int argc, char **argv)
 		X[i] = (float) ((int) (rand_r(&seed) % 4001) - 2000) / 1000.0f;
 	for (int i = 0; i < d; i++)
 		h[i] = X[i] / 2;
-	printf("INFO items %lld d %d heads %d L %d state_bytes(L) %zu\n", (long long) c->n_rows - 1, d,
-		   c->n_heads, L, glintru_state_bytes(c, L));
+	printf("INFO items %lld d %d heads %d L %d state_bytes(L) %zu input_tables %s fused_step %s\n",
+		   (long long) c->n_rows - 1, d, c->n_heads, L, glintru_state_bytes(c, L),
+		   m->input_tables_off ? "yes" : "no", glintru_use_simd(true) ? "avx2+fma" : "plain C");
 
-	TIME_US("build200", secs, glintru_state_build(m, rows, L, a, scratch));
-	TIME_US("build100", secs, glintru_state_build(m, rows, 100, a, scratch));
-	glintru_state_build(m, rows, 100, a, scratch);
-	TIME_US("push", secs, glintru_state_push(m, a, rows[150], b, scratch));
-	glintru_state_build(m, rows, L, a, scratch);
-	TIME_US("uvec", secs, glintru_state_user_vector(m, a, u, scratch));
-	for (int i = 0; i < a->m; i++)
-		seen[glintru_state_rows(a)[i]] = 1;
-	TIME_US("score", secs,
-			glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), c->n_rows, d, u, scores);
-			glintru_top_k(scores, c->n_rows, seen, 10, best));
+	/* the four serving calls, then again on the GEMM path: this model without its input tables */
+	for (int mode = 0; mode < 2; mode++)
+	{
+		const char *sfx = mode ? "_gemm" : "";
+		uint64_t	saved = m->input_tables_off;
+		double	   *us = mode ? gemm : tabled;
+
+		if (mode)
+			m->input_tables_off = 0;
+		TIME_US(name_of("build200", sfx), secs, glintru_state_build(m, rows, L, a, scratch));
+		us[0] = last_us;
+		TIME_US(name_of("build100", sfx), secs, glintru_state_build(m, rows, 100, a, scratch));
+		us[1] = last_us;
+		glintru_state_build(m, rows, 100, a, scratch);
+		TIME_US(name_of("push", sfx), secs, glintru_state_push(m, a, rows[150], b, scratch));
+		us[2] = last_us;
+		glintru_state_build(m, rows, L, a, scratch);
+		TIME_US(name_of("uvec", sfx), secs, glintru_state_user_vector(m, a, u, scratch));
+		us[3] = last_us;
+		m->input_tables_off = saved;
+		if (mode)
+			break;
+		for (int i = 0; i < a->m; i++)
+			seen[glintru_state_rows(a)[i]] = 1;
+		TIME_US("score", secs,
+				glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), c->n_rows, d, u, scores);
+				glintru_top_k(scores, c->n_rows, seen, 10, best));
+	}
+	for (int i = 0; i < 4; i++)
+		printf("RATIO %s %.2f\n", serving[i], gemm[i] / tabled[i]);
 	/* pieces of build200 */
-	TIME_US("gru_step", secs, glintru_gru_step(K, h, glintru_param(m, GT_GRU_W_HH), d, ho, gh));
+	TIME_US("gru_step", secs, glintru_gru_fused(K, h, glintru_whh_packed(m), d, ho));
+	TIME_US("gru_step_c", secs, glintru_gru_fused_c(K, h, glintru_whh_packed(m), d, ho));
+	TIME_US("gru_step_old", secs, glintru_gru_step(K, h, glintru_param(m, GT_GRU_W_HH), d, ho, gh));
 	TIME_US("gru_gemv", secs, glintru_linear(h, 1, d, glintru_param(m, GT_GRU_W_HH), NULL, 3 * d, gh));
 	TIME_US("elu", secs, memcpy(K, X, sizeof(float) * L * d); glintru_elu_l2_heads(K, L, d, c->n_heads));
 	TIME_US("gemm", secs,

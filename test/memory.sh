@@ -12,7 +12,7 @@ DIR=$(mktemp -d /tmp/glintru-memory.XXXXXX); chmod 755 "$DIR"
 trap 'cluster_stop "$DIR/a"; cluster_stop "$DIR/b"; rm -rf "$DIR"' EXIT
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-# a model of ~4 MB in memory (2,000 items, d 64, with per-item tables), trained in SQL
+# a model of ~7 MB in memory (2,000 items, d 64, with per-item tables), trained in SQL
 SETUP="CREATE EXTENSION glintru;
 CREATE TABLE ev AS SELECT * FROM glintru_synthetic_interactions(400, 2000, 10);
 SET client_min_messages = warning;

@@ -11,6 +11,12 @@
  * the attention at slot m-1: Σ_t (q̂·k̂_t) v_t over the window's items plus
  * (L-m) copies of the padding slot's term.
  *
+ * A rebuild's cost is the recurrence: with the model's input tables each
+ * slot's GRU input is three table rows summed (no window-wide GEMM), each
+ * step one pass of the fused kernel over the packed W_hh, and conv1d runs
+ * only at the last committed slot, whose c the selective gate needs.  A
+ * model too large for the tables takes the GEMM path (same results).
+ *
  * All working memory is the caller's scratch, carved by one table
  * (scratch_layout); the state's vectors likewise (state_layout).
  *
@@ -130,7 +136,7 @@ state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
 /* Every working buffer of the functions below, carved by scratch_layout. */
 typedef struct Scratch
 {
-	/* window-wide: the build; k̂ and v when the model has no item tables */
+	/* window-wide: the build (C, col: GEMM path only); k̂ and v when the model has no item tables */
 	float	   *X,
 			   *A,
 			   *C,
@@ -181,18 +187,18 @@ scratch_layout(const GlintruConfig *cfg, float *base, Scratch *sc)
 	const Buffer table[] = {
 		{&sc->X, L * d},		/* [L, d] item embeddings (models without item tables) */
 		{&sc->A, L * d},		/* [L, d] dense1 of the window's items */
-		{&sc->C, L * d},		/* [L, d] conv1d at the committed slots 0 … m-2 */
-		{&sc->col, L * 3 * d},	/* [L, 3d] conv1d input columns of those slots */
+		{&sc->C, L * d},		/* [L, d] conv1d at the committed slots 0 … m-2 (GEMM path) */
+		{&sc->col, L * 3 * d},	/* [L, 3d] conv1d input columns of those slots (GEMM path) */
 		{&sc->GI, L * 3 * d},	/* [L, 3d] W_ih c of those slots */
 		{&sc->K, L * d},		/* [L, d] k̂ of the window's items (no item tables) */
 		{&sc->V, L * d},		/* [L, d] v of the window's items (no item tables) */
 		{&sc->slide_rows, L},	/* [L] int32: the window after a slide */
-		{&sc->h, d},			/* [d] the build's running GRU state */
-		{&sc->h_next, d},		/* [d] its next value */
+		{&sc->h, d},			/* [d] the build's running GRU state … */
+		{&sc->h_next, d},		/* [d] … and its next value, in turn */
 		{&sc->slot_col, 3 * d},	/* [3d] conv1d input column of one slot */
 		{&sc->slot_c, d},		/* [d] conv1d output c of one slot */
 		{&sc->slot_gi, 3 * d},	/* [3d] W_ih c of one slot */
-		{&sc->gh, 3 * d},		/* [3d] W_hh h, then the gates r, z, n */
+		{&sc->gh, 3 * d},		/* [3d] W_hh h, then the gates r, z, n (oracle step) */
 		{&sc->gate_hidden, d / 2},	/* [d/2] silu(W_g1 c + b_g1) */
 		{&sc->gate_s, d},		/* [d] s = W_g2 … + b_g2 */
 		{&sc->gate_p, d},		/* [d] projection(h) */
@@ -268,21 +274,96 @@ gate_output(const GlintruModel *m, const float *c, const float *h, float *G, con
 }
 
 /*
- * One slot of the GRU branch from its three conv1d inputs (prev / next NULL:
- * zero): c = conv1d, h_out = GRU(h_prev, c), G = gate(c, h_out) — the
- * per-request steps and a push, where a GEMM over slots does not apply.
+ * The three conv1d inputs of one GRU slot: dense1 vectors (NULL: zero, the
+ * convolution's padding) and the rows they are dense1 of (-1 where a is
+ * NULL; 0 for a padding slot), so that its GRU input can be tabled.
  */
+typedef struct Taps
+{
+	const float *a[3];
+	int32_t		row[3];
+} Taps;
+
+/* Tap k: dense1 vector a of item row (a NULL: zero, row -1). */
+static inline void
+set_tap(Taps *tp, int k, const float *a, int32_t row)
+{
+	tp->a[k] = a;
+	tp->row[k] = a ? row : -1;
+}
+
+/* Does the build table its GRU inputs?  The input tables come with the item tables (model.h). */
+static inline bool
+tabled(const GlintruModel *m)
+{
+	return m->input_tables_off && m->item_tables_off;
+}
+
+/* Taps of committed slot t of a window (t+1 < m: all three are real items), from the item tables. */
+static Taps
+window_taps(const GlintruModel *m, const int32_t *win, int t)
+{
+	Taps		tp;
+
+	for (int k = 0; k < 3; k++)
+	{
+		int			s = t - 1 + k;
+
+		set_tap(&tp, k, s >= 0 ? glintru_item_tables(m, win[s]) : NULL, s >= 0 ? win[s] : -1);
+	}
+	return tp;
+}
+
+/* c = conv1d of one slot's taps (one d × 3d GEMV). */
 static void
-gru_slot(const GlintruModel *m, const float *prev, const float *cur, const float *next,
-		 const float *h_prev, float *h_out, float *G, const Scratch *sc)
+slot_conv(const GlintruModel *m, const Taps *tp, float *c, const Scratch *sc)
 {
 	int			d = m->config.d;
 
-	glintru_conv3_column(prev, cur, next, d, sc->slot_col);
-	glintru_linear(sc->slot_col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B),
-				   d, sc->slot_c);
-	glintru_linear(sc->slot_c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->slot_gi);
-	glintru_gru_step(sc->slot_gi, h_prev, glintru_param(m, GT_GRU_W_HH), d, h_out, sc->gh);
+	glintru_conv3_column(tp->a[0], tp->a[1], tp->a[2], d, sc->slot_col);
+	glintru_linear(sc->slot_col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, c);
+}
+
+/* gi = W_ih·b + Σ_k T_k[row_k]: a slot's GRU input from the input tables. */
+static void
+tabled_gi(const GlintruModel *m, const int32_t row[3], float *gi)
+{
+	const int	d3 = 3 * m->config.d;
+	const float *t[3];
+
+	for (int k = 0; k < 3; k++)
+		t[k] = row[k] >= 0 ? glintru_input_tables(m, row[k]) + (size_t) k * d3 : NULL;
+	glintru_sum4(glintru_gi_bias(m), t[0], t[1], t[2], d3, gi);
+}
+
+/* h_out = GRU(h_prev, gi): the fused step, or the plain-loop oracle when glintru_use_blas is off. */
+static void
+gru_step(const GlintruModel *m, const float *gi, const float *h_prev, float *h_out, const Scratch *sc)
+{
+	if (glintru_use_blas)
+		glintru_gru_fused(gi, h_prev, glintru_whh_packed(m), m->config.d, h_out);
+	else
+		glintru_gru_step(gi, h_prev, glintru_param(m, GT_GRU_W_HH), m->config.d, h_out, sc->gh);
+}
+
+/*
+ * One slot of the GRU branch from its taps: c = conv1d, h_out = GRU(h_prev,
+ * W_ih c), G = gate(c, h_out) — the per-request steps and a push, where a
+ * GEMM over slots does not apply.  W_ih c comes from the input tables when
+ * the model has them; c itself is needed for the gate either way.
+ */
+static void
+gru_slot(const GlintruModel *m, const Taps *tp, const float *h_prev, float *h_out, float *G,
+		 const Scratch *sc)
+{
+	int			d = m->config.d;
+
+	slot_conv(m, tp, sc->slot_c, sc);
+	if (tabled(m))
+		tabled_gi(m, tp->row, sc->slot_gi);
+	else
+		glintru_linear(sc->slot_c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->slot_gi);
+	gru_step(m, sc->slot_gi, h_prev, h_out, sc);
 	gate_output(m, sc->slot_c, h_out, G, sc);
 }
 
@@ -326,32 +407,97 @@ item_projections(const GlintruModel *m, const int32_t *rows, int n, float *A, fl
 }
 
 /*
- * conv1d + GRU over the committed slots 0 … steps-1 of dense1 output A: h =
- * h_{steps-1}, G = its gate (both 0 if steps = 0).  conv1d and W_ih run as
- * GEMMs over all slots at once; only W_hh h is sequential.
+ * GRU inputs GI of the committed slots 0 … steps-1 from dense1 output A:
+ * conv1d and W_ih as GEMMs over all slots at once (models without input
+ * tables); C keeps conv1d's output for the gate.
  */
 static void
-gru_trunk(const GlintruModel *m, const float *A, int steps, float *h, float *G, const Scratch *sc)
+gru_inputs_gemm(const GlintruModel *m, const float *A, int steps, const Scratch *sc)
 {
 	const int	d = m->config.d;
 
-	memset(h, 0, sizeof(float) * d);
-	memset(G, 0, sizeof(float) * d);
-	if (steps == 0)
-		return;
 	for (int t = 0; t < steps; t++)
 		glintru_conv3_column(t ? A + (size_t) (t - 1) * d : NULL, A + (size_t) t * d,
 							 A + (size_t) (t + 1) * d, d, sc->col + (size_t) t * 3 * d);
 	glintru_linear(sc->col, steps, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B),
 				   d, sc->C);
 	glintru_linear(sc->C, steps, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->GI);
+}
+
+/* GRU inputs GI of the committed slots 0 … steps-1 of window win: three table rows each. */
+static void
+gru_inputs_tabled(const GlintruModel *m, const int32_t *win, int steps, const Scratch *sc)
+{
 	for (int t = 0; t < steps; t++)
 	{
-		glintru_gru_step(sc->GI + (size_t) t * 3 * d, t ? h : NULL, glintru_param(m, GT_GRU_W_HH), d,
-						 sc->h_next, sc->gh);
-		memcpy(h, sc->h_next, sizeof(float) * d);
+		Taps		tp = window_taps(m, win, t);
+
+		tabled_gi(m, tp.row, sc->GI + (size_t) t * 3 * m->config.d);
 	}
-	gate_output(m, sc->C + (size_t) (steps - 1) * d, h, G, sc);
+}
+
+/* h = h_{steps-1} of the recurrence over GI from h_{-1} = 0: the only sequential part. */
+static void
+gru_recur(const GlintruModel *m, int steps, float *h, const Scratch *sc)
+{
+	const int	d = m->config.d;
+	float	   *cur = sc->h,
+			   *next = sc->h_next;
+
+	memset(cur, 0, sizeof(float) * d);
+	for (int t = 0; t < steps; t++)
+	{
+		float	   *done = next;
+
+		gru_step(m, sc->GI + (size_t) t * 3 * d, t ? cur : NULL, next, sc);
+		next = cur;
+		cur = done;
+	}
+	memcpy(h, cur, sizeof(float) * d);
+}
+
+/*
+ * The committed part of a window's state (steps = m - 1): h = h_{steps-1}
+ * and G its gate (both 0 if steps = 0), a_prev and a_last = dense1 of the
+ * last two items (a_prev 0 for a single item).  With input tables nothing
+ * window-wide is computed: conv1d runs at the last committed slot alone.
+ */
+static void
+gru_trunk(const GlintruModel *m, const int32_t *win, int steps, const StateView *v, const Scratch *sc)
+{
+	const int	d = m->config.d;
+	const float *A = sc->A,
+			   *c = sc->slot_c;
+
+	memset(v->G, 0, sizeof(float) * d);
+	memset(v->a_prev, 0, sizeof(float) * d);
+	if (tabled(m))
+	{
+		gru_inputs_tabled(m, win, steps, sc);
+		gru_recur(m, steps, v->h, sc);
+		if (steps > 0)
+		{
+			Taps		tp = window_taps(m, win, steps - 1);
+
+			slot_conv(m, &tp, sc->slot_c, sc);
+			memcpy(v->a_prev, tp.a[1], sizeof(float) * d);
+		}
+		memcpy(v->a_last, glintru_item_tables(m, win[steps]), sizeof(float) * d);
+	}
+	else
+	{
+		item_projections(m, win, steps + 1, sc->A, NULL, NULL, sc->X);
+		if (steps > 0)
+		{
+			gru_inputs_gemm(m, A, steps, sc);
+			c = sc->C + (size_t) (steps - 1) * d;
+			memcpy(v->a_prev, A + (size_t) (steps - 1) * d, sizeof(float) * d);
+		}
+		gru_recur(m, steps, v->h, sc);
+		memcpy(v->a_last, A + (size_t) steps * d, sizeof(float) * d);
+	}
+	if (steps > 0)
+		gate_output(m, c, v->h, v->G, sc);
 }
 
 /*
@@ -368,9 +514,22 @@ gru_expert(const GlintruModel *m, const GlintruState *s, const Scratch *sc)
 	const float *apad = glintru_pad_a(m);
 	StateView	v = state_view(s);
 
-	gru_slot(m, v.a_prev, v.a_last, mlen < L ? apad : NULL, v.h, sc->h1, sc->G1, sc);
+	const int32_t *rows = glintru_state_rows(s);
+	Taps		tp;
+
+	/* slot m-1: its look-ahead is a padding slot, or past L */
+	set_tap(&tp, 0, mlen >= 2 ? v.a_prev : NULL, mlen >= 2 ? rows[mlen - 2] : -1);
+	set_tap(&tp, 1, v.a_last, rows[mlen - 1]);
+	set_tap(&tp, 2, mlen < L ? apad : NULL, 0);
+	gru_slot(m, &tp, v.h, sc->h1, sc->G1, sc);
 	if (mlen < L)
-		gru_slot(m, v.a_last, apad, mlen + 1 < L ? apad : NULL, sc->h1, sc->h2, sc->G2, sc);
+	{
+		/* slot m, a padding slot: looks ahead into padding, or past L */
+		set_tap(&tp, 0, v.a_last, rows[mlen - 1]);
+		set_tap(&tp, 1, apad, 0);
+		set_tap(&tp, 2, mlen + 1 < L ? apad : NULL, 0);
+		gru_slot(m, &tp, sc->h1, sc->h2, sc->G2, sc);
+	}
 	else
 		memset(sc->G2, 0, sizeof(float) * d);
 	glintru_conv3_column(v.G, sc->G1, sc->G2, d, sc->gcol);
@@ -486,7 +645,6 @@ void
 glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 					GlintruState *out, float *scratch)
 {
-	const int	d = m->config.d;
 	const int	L = m->config.max_seq_len;
 	const int	mlen = (int) (n < L ? n : L);
 	const int32_t *win = rows + (n - mlen);
@@ -495,14 +653,7 @@ glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 
 	state_header(m, out, mlen);
 	v = state_view(out);
-	item_projections(m, win, mlen, sc.A, NULL, NULL, sc.X);
-	gru_trunk(m, sc.A, mlen - 1, sc.h, v.G, &sc);
-	memcpy(v.h, sc.h, sizeof(float) * d);
-	if (mlen >= 2)
-		memcpy(v.a_prev, sc.A + (size_t) (mlen - 2) * d, sizeof(float) * d);
-	else
-		memset(v.a_prev, 0, sizeof(float) * d);
-	memcpy(v.a_last, sc.A + (size_t) (mlen - 1) * d, sizeof(float) * d);
+	gru_trunk(m, win, mlen - 1, &v, &sc);
 	memcpy(glintru_state_rows(out), win, sizeof(int32_t) * mlen);
 }
 
@@ -516,6 +667,7 @@ glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 	Scratch		sc = scratch_carve(&m->config, scratch);
 	StateView	vi,
 				vo;
+	Taps		tp;
 
 	if (in->m >= L)
 	{
@@ -531,7 +683,10 @@ glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
 	vi = state_view(in);
 	vo = state_view(out);
 	item_projections(m, &row, 1, sc.a_new, NULL, NULL, sc.X);
-	gru_slot(m, vi.a_prev, vi.a_last, sc.a_new, vi.h, vo.h, vo.G, &sc);
+	set_tap(&tp, 0, in->m >= 2 ? vi.a_prev : NULL, in->m >= 2 ? glintru_state_rows(in)[in->m - 2] : -1);
+	set_tap(&tp, 1, vi.a_last, glintru_state_rows(in)[in->m - 1]);
+	set_tap(&tp, 2, sc.a_new, row);
+	gru_slot(m, &tp, vi.h, vo.h, vo.G, &sc);
 	memcpy(vo.a_prev, vi.a_last, sizeof(float) * d);
 	memcpy(vo.a_last, sc.a_new, sizeof(float) * d);
 	memcpy(glintru_state_rows(out), glintru_state_rows(in), sizeof(int32_t) * in->m);

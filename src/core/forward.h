@@ -13,8 +13,10 @@
  * Keeping the attention out of the state keeps a state small (4·d floats and
  * the window), so updating it is cheap.  A new item advances it in O(d²)
  * while the window is not full; a full window slides and is rebuilt (the GRU
- * restarts at the new window start).  The from-scratch forward is build +
- * user vector, so there is one implementation of the model.
+ * restarts at the new window start): m-1 fused GRU steps, their inputs
+ * summed from the model's input tables (or, without them, from GEMMs over
+ * the window).  The from-scratch forward is build + user vector, so there is
+ * one implementation of the model.
  *
  * Numeric core: no PostgreSQL headers here.
  */

@@ -1,8 +1,10 @@
 /*
  * kernels.h — the dense building blocks of the forward pass: linear layers,
- * LayerNorm, activations, the GRU cell, the kernel-3 convolution as one GEMM,
- * and scoring.  Each BLAS call has a plain-C loop beside it; setting
- * glintru_use_blas = false runs the loops (the test oracle).
+ * LayerNorm, activations, the GRU cell (plain, and fused over a packed W_hh
+ * with an AVX2+FMA variant chosen at run time), the kernel-3 convolution as
+ * one GEMM, and scoring.  Each BLAS call has a plain-C loop beside it;
+ * setting glintru_use_blas = false runs the loops (the test oracle).  Each
+ * SIMD kernel has a plain-C twin; glintru_use_simd(false) selects the twins.
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -10,6 +12,7 @@
 #define GLINTRU_KERNELS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* true (default): OpenBLAS; false: plain loops, the oracle for tests. */
@@ -76,6 +79,41 @@ float		glintru_silu(float x);
  */
 void		glintru_gru_step(const float *gi, const float *h_prev, const float *W_hh, int d,
 							 float *h_out, float *scratch);
+
+/*
+ * The fused GRU step reads W_hh packed by blocks of 8 hidden units: for
+ * block b and column j, 24 floats — rows r, z, n of units 8b … 8b+7 (zero
+ * past d) — so one pass accumulates all three gates' W_h· h with vertical
+ * FMAs and finishes the gates and the update while they are in registers.
+ */
+size_t		glintru_gru_packed_floats(int d);
+
+/* packed (glintru_gru_packed_floats(d) floats) = W_hh [3d, d] in the layout above. */
+void		glintru_gru_pack(const float *W_hh, int d, float *packed);
+
+/*
+ * One bias-free GRU step in one pass over the packed W_hh: the same gates
+ * and approximations as glintru_gru_step's BLAS path (glintru_fast_expf).
+ * gi = W_ih c (3d); h_prev NULL means 0; h_out must not alias h_prev.
+ * Runs the AVX2+FMA kernel when selected (glintru_use_simd), else the plain-C one.
+ */
+void		glintru_gru_fused(const float *gi, const float *h_prev, const float *packed, int d,
+							  float *h_out);
+
+/* The portable plain-C fused step (the oracle of the SIMD one); same contract. */
+void		glintru_gru_fused_c(const float *gi, const float *h_prev, const float *packed, int d,
+								float *h_out);
+
+/*
+ * Select the SIMD kernels (on: if this CPU has AVX2 and FMA) or their plain-C
+ * twins; returns whether the SIMD kernels are now in use.  Called once at
+ * load with true; tests call it to run the twins.
+ */
+bool		glintru_use_simd(bool on);
+
+/* y[n] = b + x0 + x1 + x2, any of the four NULL meaning 0: a GRU input from tabled terms. */
+void		glintru_sum4(const float *b, const float *x0, const float *x1, const float *x2, int n,
+						 float *y);
 
 /*
  * Kernel-3 convolution inputs as rows of 3d: col[i*3 + k] = x_{t-1+k}[i]

@@ -1,6 +1,8 @@
 /*
- * model.c — parameter layout, model allocation and the item vocabulary
- * (external id ↔ row, popularity order, padding-slot vectors).
+ * model.c — parameter layout, model allocation, the item vocabulary
+ * (external id ↔ row, popularity order) and what is derived from the
+ * parameters once at load: padding-slot vectors, the packed W_hh of the
+ * fused GRU step, W_ih·b, and the per-item tables (model.h).
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -151,6 +153,9 @@ typedef struct ModelOffsets
 				popular_rows,
 				pad,
 				item_tables,
+				whh_packed,
+				gi_bias,
+				input_tables,
 				total;
 } ModelOffsets;
 
@@ -161,6 +166,8 @@ model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_po
 	ModelOffsets o;
 	uint64_t	rows = (uint64_t) cfg->n_rows;
 	uint64_t	cur = align64(sizeof(GlintruModel));
+	uint64_t	item_bytes = rows * 3 * (uint64_t) cfg->d * sizeof(float),
+				input_bytes = rows * 9 * (uint64_t) cfg->d * sizeof(float);
 
 	o.params = cur;
 	cur = align64(cur + layout->n_params * sizeof(float));
@@ -179,13 +186,22 @@ model_offsets(const GlintruConfig *cfg, const GlintruLayout *layout, bool has_po
 		o.popularity = o.popular_rows = 0;
 	o.pad = cur;
 	cur = align64(cur + 4 * (uint64_t) cfg->d * sizeof(float));
-	if (rows * 3 * (uint64_t) cfg->d * sizeof(float) <= GLINTRU_ITEM_TABLES_MAX_BYTES)
+	o.whh_packed = cur;
+	cur = align64(cur + glintru_gru_packed_floats(cfg->d) * sizeof(float));
+	o.gi_bias = cur;
+	cur = align64(cur + 3 * (uint64_t) cfg->d * sizeof(float));
+	/* one bound for all per-item tables: the input tables only with the item tables */
+	o.item_tables = o.input_tables = 0;
+	if (item_bytes <= GLINTRU_ITEM_TABLES_MAX_BYTES)
 	{
 		o.item_tables = cur;
-		cur = align64(cur + rows * 3 * (uint64_t) cfg->d * sizeof(float));
+		cur = align64(cur + item_bytes);
+		if (item_bytes + input_bytes <= GLINTRU_ITEM_TABLES_MAX_BYTES)
+		{
+			o.input_tables = cur;
+			cur = align64(cur + input_bytes);
+		}
 	}
-	else
-		o.item_tables = 0;
 	o.total = cur;
 	return o;
 }
@@ -222,6 +238,9 @@ glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
 	m->popular_rows_off = o.popular_rows;
 	m->pad_off = o.pad;
 	m->item_tables_off = o.item_tables;
+	m->whh_packed_off = o.whh_packed;
+	m->gi_bias_off = o.gi_bias;
+	m->input_tables_off = o.input_tables;
 	/* default vocabulary: the external id of row j is j */
 	{
 		int64_t    *ids = (int64_t *) ((char *) m + m->item_ids_off);
@@ -232,37 +251,31 @@ glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_popularity)
 	return m;
 }
 
-/* qsort context: C has no qsort_r everywhere, so sort (id,row) pairs. */
-typedef struct IdRow
+/* qsort context: C has no qsort_r everywhere, so sort (key, row) records. */
+typedef struct KeyRow
 {
-	int64_t		key;
+	int64_t		id;				/* external id of row */
+	float		pop;			/* its popularity (0 without) */
 	int32_t		row;
-} IdRow;
+} KeyRow;
 
 /* By id, then row, so that a repeated id sits next to its twin and is reported. */
 static int
 cmp_id_row(const void *a, const void *b)
 {
-	const IdRow *x = a,
+	const KeyRow *x = a,
 			   *y = b;
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
 	return x->row < y->row ? -1 : (x->row > y->row);
 }
-
-/* popularity: higher first; ties to the lower row */
-typedef struct PopRow
-{
-	float		pop;
-	int32_t		row;
-} PopRow;
 
 /* Higher popularity first, ties to the lower row: one order for every backend. */
 static int
 cmp_pop_row(const void *a, const void *b)
 {
-	const PopRow *x = a,
+	const KeyRow *x = a,
 			   *y = b;
 
 	if (x->pop != y->pop)
@@ -270,107 +283,164 @@ cmp_pop_row(const void *a, const void *b)
 	return x->row < y->row ? -1 : (x->row > y->row);
 }
 
-/* Whatever derives from the parameters is computed once at load, never per request. */
-bool
-glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
+/* Rows 1 … N with their id and popularity (0 without), sorted by cmp; NULL (and a message) if memory runs out. */
+static KeyRow *
+sorted_rows(const GlintruModel *m, int (*cmp) (const void *, const void *), char *err, size_t errlen)
 {
 	int64_t		n = m->config.n_rows - 1;	/* real items */
 	const int64_t *ids = glintru_item_ids(m);
-	int32_t    *index = (int32_t *) ((char *) m + m->id_index_off);
-	IdRow	   *pairs;
-	int			d = m->config.d;
+	const float *pop = glintru_popularity(m);
+	KeyRow	   *kr = malloc(sizeof(KeyRow) * (size_t) (n > 0 ? n : 1));
 
-	pairs = malloc(sizeof(IdRow) * (size_t) (n > 0 ? n : 1));
-	if (pairs == NULL)
+	if (kr == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (int64_t j = 0; j < n; j++)
+	{
+		kr[j].id = ids[j + 1];
+		kr[j].pop = pop ? pop[j + 1] : 0.0f;
+		kr[j].row = (int32_t) (j + 1);
+	}
+	qsort(kr, (size_t) n, sizeof(KeyRow), cmp);
+	return kr;
+}
+
+/*
+ * The id index (rows 1 … N by external id) and, given popularity, the
+ * popular-rows order, from one sorted array; false (and a message) if an id
+ * repeats or memory runs out.
+ */
+static bool
+build_row_orders(GlintruModel *m, char *err, size_t errlen)
+{
+	const int64_t n = m->config.n_rows - 1;
+	int32_t    *index = (int32_t *) ((char *) m + m->id_index_off);
+	KeyRow	   *kr = sorted_rows(m, cmp_id_row, err, errlen);
+
+	if (kr == NULL)
+		return false;
+	for (int64_t j = 0; j < n; j++)
+	{
+		if (j > 0 && kr[j].id == kr[j - 1].id)
+		{
+			snprintf(err, errlen, "item id %lld appears at rows %d and %d of item_ids",
+					 (long long) kr[j].id, kr[j - 1].row, kr[j].row);
+			free(kr);
+			return false;
+		}
+		index[j] = kr[j].row;
+	}
+	if (m->popularity_off)
+	{
+		int32_t    *order = (int32_t *) ((char *) m + m->popular_rows_off);
+
+		qsort(kr, (size_t) n, sizeof(KeyRow), cmp_pop_row);
+		for (int64_t j = 0; j < n; j++)
+			order[j] = kr[j].row;
+	}
+	free(kr);
+	return true;
+}
+
+/* x_pad = E[0], a_pad = dense1(x_pad), k̂_pad, v_pad; the packed W_hh; W_ih·b */
+static void
+build_derived_vectors(GlintruModel *m)
+{
+	int			d = m->config.d;
+	float	   *pad = (float *) ((char *) m + m->pad_off);
+	float	   *x = pad,
+			   *a = pad + d,
+			   *kh = pad + 2 * d,
+			   *v = pad + 3 * d;
+
+	memcpy(x, glintru_param(m, GT_ITEM_EMBEDDING), sizeof(float) * d);
+	glintru_linear(x, 1, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, a);
+	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, kh);
+	glintru_elu_l2_heads(kh, 1, d, m->config.n_heads);
+	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
+	glintru_gru_pack(glintru_param(m, GT_GRU_W_HH), d, (float *) glintru_whh_packed(m));
+	glintru_linear(glintru_param(m, GT_CONV1D_B), 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d,
+				   (float *) glintru_gi_bias(m));
+}
+
+/*
+ * Input-table rows r0 … r0+nr-1 from their dense1 rows A (row stride 3d, as
+ * in the item tables): for each tap k, T_k = W_ih (K_k a), the GEMM path's
+ * two products (conv1d, then W_ih) split by tap.  work holds nr·5d + d²
+ * floats.
+ */
+static void
+build_input_rows(GlintruModel *m, const float *A, int64_t r0, int nr, float *work)
+{
+	const int	d = m->config.d;
+	const float *W = glintru_param(m, GT_CONV1D_W);	/* [out, in, 3] */
+	float	   *tab = (float *) glintru_input_tables(m, r0);
+	float	   *a = work,		/* [nr, d] dense1 rows, contiguous */
+			   *c = a + (size_t) nr * d,	/* [nr, d] K_k a */
+			   *gi = c + (size_t) nr * d,	/* [nr, 3d] W_ih K_k a */
+			   *Kk = gi + (size_t) nr * 3 * d;	/* [d, d] tap k of conv1d */
+
+	for (int r = 0; r < nr; r++)
+		memcpy(a + (size_t) r * d, A + (size_t) r * 3 * d, sizeof(float) * d);
+	for (int k = 0; k < 3; k++)
+	{
+		for (int o = 0; o < d; o++)
+			for (int i = 0; i < d; i++)
+				Kk[(size_t) o * d + i] = W[((size_t) o * d + i) * 3 + k];
+		glintru_linear(a, nr, d, Kk, NULL, d, c);
+		glintru_linear(c, nr, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, gi);
+		for (int r = 0; r < nr; r++)
+			memcpy(tab + ((size_t) r * 3 + k) * 3 * d, gi + (size_t) r * 3 * d, sizeof(float) * 3 * d);
+	}
+}
+
+/* The per-item tables, in blocks of rows so that the working space stays small. */
+static bool
+build_item_tables(GlintruModel *m, char *err, size_t errlen)
+{
+	static const GlintruTensor w[3] = {GT_DENSE1_W, GT_ATT_K_W, GT_ATT_V_W};
+	const int64_t block = 256;
+	const int	d = m->config.d;
+	const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
+	float	   *tab = (float *) ((char *) m + m->item_tables_off);
+	/* [block, d] for each table in turn; then build_input_rows's working space */
+	float	   *tmp = malloc(sizeof(float) * ((size_t) block * 5 * d + (size_t) d * d));
+
+	if (tmp == NULL)
 	{
 		snprintf(err, errlen, "out of memory");
 		return false;
 	}
-	for (int64_t j = 0; j < n; j++)
+	for (int64_t r0 = 0; r0 < m->config.n_rows; r0 += block)
 	{
-		pairs[j].key = ids[j + 1];
-		pairs[j].row = (int32_t) (j + 1);
-	}
-	qsort(pairs, (size_t) n, sizeof(IdRow), cmp_id_row);
-	for (int64_t j = 0; j < n; j++)
-	{
-		if (j > 0 && pairs[j].key == pairs[j - 1].key)
+		int			nr = (int) (m->config.n_rows - r0 < block ? m->config.n_rows - r0 : block);
+
+		for (int k = 0; k < 3; k++)
 		{
-			snprintf(err, errlen, "item id %lld appears at rows %d and %d of item_ids",
-					 (long long) pairs[j].key, pairs[j - 1].row, pairs[j].row);
-			free(pairs);
-			return false;
+			glintru_linear(E + (size_t) r0 * d, nr, d, glintru_param(m, w[k]), glintru_param(m, w[k] + 1), d, tmp);
+			if (k == 1)
+				glintru_elu_l2_heads(tmp, nr, d, m->config.n_heads);
+			for (int i = 0; i < nr; i++)
+				memcpy(tab + ((size_t) (r0 + i) * 3 + k) * d, tmp + (size_t) i * d, sizeof(float) * d);
 		}
-		index[j] = pairs[j].row;
+		if (m->input_tables_off)
+			build_input_rows(m, tab + (size_t) r0 * 3 * d, r0, nr, tmp);
 	}
-	free(pairs);
+	free(tmp);
+	return true;
+}
 
-	if (m->popularity_off)
-	{
-		const float *pop = glintru_popularity(m);
-		int32_t    *order = (int32_t *) ((char *) m + m->popular_rows_off);
-		PopRow	   *pr = malloc(sizeof(PopRow) * (size_t) (n > 0 ? n : 1));
-
-		if (pr == NULL)
-		{
-			snprintf(err, errlen, "out of memory");
-			return false;
-		}
-		for (int64_t j = 0; j < n; j++)
-		{
-			pr[j].pop = pop[j + 1];
-			pr[j].row = (int32_t) (j + 1);
-		}
-		qsort(pr, (size_t) n, sizeof(PopRow), cmp_pop_row);
-		for (int64_t j = 0; j < n; j++)
-			order[j] = pr[j].row;
-		free(pr);
-	}
-
-	/* padding-slot vectors: x_pad = E[0], a_pad = dense1(x_pad), k̂_pad, v_pad */
-	{
-		float	   *pad = (float *) ((char *) m + m->pad_off);
-		float	   *x = pad,
-				   *a = pad + d,
-				   *kh = pad + 2 * d,
-				   *v = pad + 3 * d;
-
-		memcpy(x, glintru_param(m, GT_ITEM_EMBEDDING), sizeof(float) * d);
-		glintru_linear(x, 1, d, glintru_param(m, GT_DENSE1_W), glintru_param(m, GT_DENSE1_B), d, a);
-		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_K_W), glintru_param(m, GT_ATT_K_B), d, kh);
-		glintru_elu_l2_heads(kh, 1, d, m->config.n_heads);
-		glintru_linear(x, 1, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, v);
-	}
-
-	/* per-item tables, computed in blocks of rows so the scratch stays small */
-	if (m->item_tables_off)
-	{
-		const int64_t block = 256;
-		const float *E = glintru_param(m, GT_ITEM_EMBEDDING);
-		float	   *tab = (float *) ((char *) m + m->item_tables_off);
-		float	   *tmp = malloc(sizeof(float) * (size_t) block * d);
-
-		if (tmp == NULL)
-		{
-			snprintf(err, errlen, "out of memory");
-			return false;
-		}
-		for (int64_t r0 = 0; r0 < m->config.n_rows; r0 += block)
-		{
-			int			nr = (int) (m->config.n_rows - r0 < block ? m->config.n_rows - r0 : block);
-			static const GlintruTensor w[3] = {GT_DENSE1_W, GT_ATT_K_W, GT_ATT_V_W};
-
-			for (int k = 0; k < 3; k++)
-			{
-				glintru_linear(E + (size_t) r0 * d, nr, d, glintru_param(m, w[k]), glintru_param(m, w[k] + 1), d, tmp);
-				if (k == 1)
-					glintru_elu_l2_heads(tmp, nr, d, m->config.n_heads);
-				for (int i = 0; i < nr; i++)
-					memcpy(tab + ((size_t) (r0 + i) * 3 + k) * d, tmp + (size_t) i * d, sizeof(float) * d);
-			}
-		}
-		free(tmp);
-	}
+/* Whatever derives from the parameters is computed once at load, never per request. */
+bool
+glintru_model_finish(GlintruModel *m, char *err, size_t errlen)
+{
+	if (!build_row_orders(m, err, errlen))
+		return false;
+	build_derived_vectors(m);
+	if (m->item_tables_off && !build_item_tables(m, err, errlen))
+		return false;
 	return true;
 }
 

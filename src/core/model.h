@@ -120,13 +120,22 @@ typedef struct GlintruModel
 	uint64_t	popular_rows_off;	/* int32[n_rows-1]: rows by popularity desc, or 0 */
 	uint64_t	pad_off;		/* float[4*d]: x_pad, a_pad, khat_pad, v_pad */
 	uint64_t	item_tables_off;	/* float[n_rows * 3d]: per row dense1(x), k̂, v; or 0 */
+	uint64_t	whh_packed_off; /* float[glintru_gru_packed_floats(d)]: W_hh for the fused step */
+	uint64_t	gi_bias_off;	/* float[3d]: W_ih · conv1d.bias */
+	uint64_t	input_tables_off;	/* float[n_rows * 9d]: per row T₀, T₁, T₂; or 0 */
 } GlintruModel;
 
 /*
- * Per-item tables (dense1 of each embedding, the attention's normalised key
- * and its value) turn the window-wide GEMMs of a rebuild and the attention
- * of a request into row gathers.  They cost 3·d floats per item, so models
- * whose tables would exceed this are served without them (same results).
+ * Per-item tables turn window-wide GEMMs into row gathers.  The item tables
+ * (dense1 of each embedding, the attention's normalised key and its value,
+ * 3·d floats per item) serve the attention of a request and the dense1 of a
+ * rebuild; the input tables (the GRU input each item contributes through
+ * conv1d and W_ih at each of the three taps, T_k[row] = W_ih K_k
+ * dense1(E[row]), 9·d floats per item) make a rebuild's GRU inputs
+ * gi_t = W_ih·b + T₀[i_{t-1}] + T₁[i_t] + T₂[i_{t+1}] three row sums.  All
+ * per-item tables together stay within this bound: a model gets both kinds
+ * if they fit, else the item tables alone if those fit, else none, and is
+ * then served by GEMMs with the same results (within float round-off).
  */
 #define GLINTRU_ITEM_TABLES_MAX_BYTES ((uint64_t) 64 * 1024 * 1024)
 
@@ -139,52 +148,86 @@ glintru_item_tables(const GlintruModel *m, int64_t row)
 		: NULL;
 }
 
+/* Row r of the input tables: T₀, T₁, T₂ (3d each, gates r, z, n); NULL if absent. */
+static inline const float *
+glintru_input_tables(const GlintruModel *m, int64_t row)
+{
+	return m->input_tables_off
+		? (const float *) ((const char *) m + m->input_tables_off) + (size_t) row * 9 * m->config.d
+		: NULL;
+}
+
+/* W_ih · conv1d.bias [3d]: the part of every GRU input that no item contributes. */
+static inline const float *
+glintru_gi_bias(const GlintruModel *m)
+{
+	return (const float *) ((const char *) m + m->gi_bias_off);
+}
+
+/* W_hh in the fused step's packed layout (kernels.h). */
+static inline const float *
+glintru_whh_packed(const GlintruModel *m)
+{
+	return (const float *) ((const char *) m + m->whh_packed_off);
+}
+
+/* The parameter block: every tensor at its layout offset. */
 static inline float *
 glintru_params(const GlintruModel *m)
 {
 	return (float *) ((char *) m + m->params_off);
 }
 
+/* One parameter tensor, by its slot in the layout. */
 static inline float *
 glintru_param(const GlintruModel *m, GlintruTensor t)
 {
 	return glintru_params(m) + m->layout.slot[t].offset;
 }
 
+/* External id of each row (row 0 ignored). */
 static inline const int64_t *
 glintru_item_ids(const GlintruModel *m)
 {
 	return (const int64_t *) ((const char *) m + m->item_ids_off);
 }
 
+/* Training-set count of each row, or NULL if the file had none. */
 static inline const float *
 glintru_popularity(const GlintruModel *m)
 {
 	return m->popularity_off ? (const float *) ((const char *) m + m->popularity_off) : NULL;
 }
 
+/* Rows 1 … N by popularity, highest first, or NULL. */
 static inline const int32_t *
 glintru_popular_rows(const GlintruModel *m)
 {
 	return m->popular_rows_off ? (const int32_t *) ((const char *) m + m->popular_rows_off) : NULL;
 }
 
-/* Precomputed padding-slot vectors (functions of E[0] only). */
+/* Precomputed padding-slot vectors (functions of E[0] only); x_pad = E[0]. */
 static inline const float *
 glintru_pad_x(const GlintruModel *m)
 {
 	return (const float *) ((const char *) m + m->pad_off);
 }
+
+/* a_pad = dense1(x_pad). */
 static inline const float *
 glintru_pad_a(const GlintruModel *m)
 {
 	return glintru_pad_x(m) + m->config.d;
 }
+
+/* k̂ of the padding slot. */
 static inline const float *
 glintru_pad_khat(const GlintruModel *m)
 {
 	return glintru_pad_x(m) + 2 * m->config.d;
 }
+
+/* v of the padding slot. */
 static inline const float *
 glintru_pad_v(const GlintruModel *m)
 {
@@ -203,7 +246,7 @@ GlintruModel *glintru_model_init(void *dest, const GlintruConfig *cfg, bool has_
 
 /*
  * Build the derived arrays (id index, popularity order, padding vectors,
- * per-item tables).  Returns false and writes a message if item ids repeat
+ * packed W_hh, W_ih·b, per-item tables).  Returns false and writes a message if item ids repeat
  * or memory runs out.
  */
 bool		glintru_model_finish(GlintruModel *m, char *err, size_t errlen);

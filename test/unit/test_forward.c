@@ -1,7 +1,11 @@
 /*
  * test_forward.c — the forward pass against the golden fixtures (float64
- * PyTorch reference), on both the BLAS path and the plain-loop oracle, and
- * the safetensors writer round trip.
+ * PyTorch reference), on the BLAS path, the plain-loop oracle and the
+ * plain-C twins of the SIMD kernels; a push against a from-scratch build at
+ * every prefix; the tabled rebuild against the GEMM rebuild of a model
+ * without input tables (and without any per-item tables); the fused GRU step
+ * (SIMD and plain C) against the sgemv + gates step on random inputs; the
+ * per-item tables' memory bound; and the safetensors writer round trip.
  *
  * usage: test_forward DIR...   (each DIR holds model.safetensors, cases.jsonl)
  */
@@ -56,6 +60,213 @@ check(int ok, const char *what, const char *dir, int casen)
 	}
 }
 
+/*
+ * Push the history one item at a time; at every prefix the state's user
+ * vector must equal the from-scratch forward of it.  Returns the largest
+ * difference (and 1 if a state fails to validate).
+ */
+static double
+incremental_worst(const GlintruModel *m, const int32_t *rows, int nh, float *scratch)
+{
+	size_t		sb = glintru_state_bytes(&m->config, m->config.max_seq_len);
+	GlintruState *a = malloc(sb),
+			   *b = malloc(sb),
+			   *t;
+	float		u[GLINTRU_MAX_D],
+				u2[GLINTRU_MAX_D];
+	double		worst = 0;
+
+	glintru_state_build(m, rows, 1, a, scratch);
+	for (int p = 1; p <= nh; p++)
+	{
+		if (p > 1)
+		{
+			glintru_state_push(m, a, rows[p - 1], b, scratch);
+			t = a;
+			a = b;
+			b = t;
+		}
+		glintru_state_user_vector(m, a, u2, scratch);
+		glintru_forward_user_vector(m, rows, p, u, scratch);
+		for (int i = 0; i < m->config.d; i++)
+			worst = fmax(worst, fabs(u[i] - u2[i]));
+	}
+	if (!glintru_state_valid(m, a, glintru_state_bytes(&m->config, a->m)))
+		worst = 1;
+	free(a);
+	free(b);
+	return worst;
+}
+
+/*
+ * The tabled rebuild against the GEMM rebuild (input tables off; then all
+ * per-item tables off): the same state floats and user vector, for the
+ * history and each of its first few prefixes.  Returns the largest
+ * difference.
+ */
+static double
+tabled_vs_gemm(GlintruModel *m, const int32_t *rows, int nh, float *scratch, const char *dir, int casen)
+{
+	size_t		sb = glintru_state_bytes(&m->config, m->config.max_seq_len);
+	GlintruState *a = malloc(sb),
+			   *b = malloc(sb);
+	uint64_t	saved_item = m->item_tables_off,
+				saved_input = m->input_tables_off;
+	int			nf = 4 * m->config.d;
+	double		worst = 0;
+
+	for (int p = nh; p >= 1; p = p > nh - 3 ? p - 1 : p / 2)
+		for (int mode = 1; mode <= 2; mode++)
+		{
+			float		u[GLINTRU_MAX_D],
+						u2[GLINTRU_MAX_D];
+			double		dt = 0;
+
+			if (!(mode == 1 ? saved_input : saved_item))
+				continue;		/* this model is served that way already */
+
+			glintru_state_build(m, rows, p, a, scratch);
+			glintru_state_user_vector(m, a, u, scratch);
+			m->input_tables_off = 0;
+			if (mode == 2)
+				m->item_tables_off = 0;
+			glintru_state_build(m, rows, p, b, scratch);
+			glintru_state_user_vector(m, b, u2, scratch);
+			m->item_tables_off = saved_item;
+			m->input_tables_off = saved_input;
+			for (int i = 0; i < nf; i++)
+				dt = fmax(dt, fabs(glintru_state_floats(a)[i] - glintru_state_floats(b)[i]));
+			for (int i = 0; i < m->config.d; i++)
+				dt = fmax(dt, fabs(u[i] - u2[i]));
+			worst = fmax(worst, dt);
+			check(dt < 1e-5 && a->m == b->m &&
+				  memcmp(glintru_state_rows(a), glintru_state_rows(b), sizeof(int32_t) * a->m) == 0,
+				  mode == 1 ? "tabled rebuild equals GEMM rebuild (no input tables)"
+				  : "tabled rebuild equals rebuild without per-item tables", dir, casen);
+		}
+	free(a);
+	free(b);
+	return worst;
+}
+
+/* uniform in [-s, s] from a fixed-seed LCG, so that failures reproduce */
+static float
+urand(unsigned *seed, float s)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return s * ((float) ((*seed >> 8) & 0xffff) / 32767.5f - 1.0f);
+}
+
+/*
+ * The fused GRU step, SIMD (when the CPU has it) and its plain-C twin,
+ * against the sgemv + gates step and the plain-loop oracle (double
+ * sigmoid, tanhf) on random inputs, for several d including ones that are
+ * not a multiple of the 8-lane block; also h_prev = 0, a NaN input, and no
+ * write past h_out[d-1].
+ */
+static void
+test_fused_step(void)
+{
+	static const int ds[] = {1, 8, 12, 16, 64, 100};
+	unsigned	seed = 7;
+	bool		simd = glintru_use_simd(true);
+	double		worst_simd = 0,
+				worst_old = 0;
+
+	printf("fused GRU step: %s\n", simd ? "AVX2+FMA kernel vs plain-C twin vs sgemv + gates"
+		   : "no AVX2+FMA on this CPU: plain-C twin vs sgemv + gates");
+	for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++)
+	{
+		int			d = ds[k];
+		float	   *W = malloc(sizeof(float) * 3 * d * d),
+				   *P = malloc(sizeof(float) * glintru_gru_packed_floats(d)),
+				   *gi = malloc(sizeof(float) * 3 * d),
+				   *h = malloc(sizeof(float) * d),
+				   *gh = malloc(sizeof(float) * 3 * d),
+				   *out[4];		/* SIMD, plain-C twin, sgemv + gates, oracle */
+
+		for (int v = 0; v < 4; v++)
+			out[v] = malloc(sizeof(float) * (d + 8));
+		for (int i = 0; i < 3 * d * d; i++)
+			W[i] = urand(&seed, 2.0f / sqrtf((float) d));
+		glintru_gru_pack(W, d, P);
+		for (int trial = 0; trial < 20; trial++)
+		{
+			bool		zero_h = trial == 0;
+			double		ds_ = 0,
+						dold = 0;
+
+			for (int i = 0; i < 3 * d; i++)
+				gi[i] = urand(&seed, 4.0f);
+			for (int i = 0; i < d; i++)
+				h[i] = urand(&seed, 1.0f);
+			for (int v = 0; v < 4; v++)
+				for (int i = 0; i < d + 8; i++)
+					out[v][i] = 12345.0f;	/* sentinels past d */
+			glintru_gru_fused(gi, zero_h ? NULL : h, P, d, out[0]);
+			glintru_gru_fused_c(gi, zero_h ? NULL : h, P, d, out[1]);
+			glintru_use_blas = true;
+			glintru_gru_step(gi, zero_h ? NULL : h, W, d, out[2], gh);
+			glintru_use_blas = false;
+			glintru_gru_step(gi, zero_h ? NULL : h, W, d, out[3], gh);
+			glintru_use_blas = true;
+			for (int i = 0; i < d; i++)
+			{
+				ds_ = fmax(ds_, fabs(out[0][i] - out[1][i]));
+				dold = fmax(dold, fmax(fabs(out[1][i] - out[2][i]), fabs(out[1][i] - out[3][i])));
+			}
+			for (int v = 0; v < 2; v++)
+				for (int i = d; i < d + 8; i++)
+					ds_ = out[v][i] == 12345.0f ? ds_ : 1.0;
+			worst_simd = fmax(worst_simd, ds_);
+			worst_old = fmax(worst_old, dold);
+			check(ds_ < 1e-6, "fused step: SIMD equals plain-C twin, nothing written past d", "kernels", d);
+			check(dold < 1e-5, "fused step equals sgemv + gates and the oracle", "kernels", d);
+		}
+		/* NaN in, NaN out, in that unit only: the fast expf's clamp does not hide it */
+		gi[d - 1] = NAN;
+		glintru_gru_fused(gi, h, P, d, out[0]);
+		glintru_gru_fused_c(gi, h, P, d, out[1]);
+		check(isnan(out[0][d - 1]) && isnan(out[1][d - 1]) && (d == 1 || (!isnan(out[0][0]) && !isnan(out[1][0]))),
+			  "fused step: a NaN input gives NaN in its unit only", "kernels", d);
+		for (int v = 0; v < 4; v++)
+			free(out[v]);
+		free(W);
+		free(P);
+		free(gi);
+		free(h);
+		free(gh);
+	}
+	printf("fused GRU step: max |SIMD - plain C| %.2e, max |plain C - sgemv + gates, oracle| %.2e\n",
+		   worst_simd, worst_old);
+}
+
+/*
+ * The per-item tables' one bound (model.h): a model gets item and input
+ * tables while both fit, then the item tables alone, then none.
+ */
+static void
+test_table_bound(void)
+{
+	const int	d = 64;
+	const int64_t both = (int64_t) (GLINTRU_ITEM_TABLES_MAX_BYTES / (12 * d * sizeof(float))),
+				items = (int64_t) (GLINTRU_ITEM_TABLES_MAX_BYTES / (3 * d * sizeof(float)));
+	const int64_t n_rows[4] = {both, both + 1, items, items + 1};
+	const int	expect[4][2] = {{1, 1}, {1, 0}, {1, 0}, {0, 0}};	/* item tables, input tables */
+
+	for (int k = 0; k < 4; k++)
+	{
+		GlintruConfig cfg = {.n_rows = n_rows[k], .d = d, .n_heads = 4, .max_seq_len = 8,
+		.layer_norm_eps = 1e-12f};
+		void	   *mem = malloc(glintru_model_bytes(&cfg, false));
+		GlintruModel *m = mem ? glintru_model_init(mem, &cfg, false) : NULL;
+
+		check(m && (m->item_tables_off != 0) == expect[k][0] && (m->input_tables_off != 0) == expect[k][1],
+			  "per-item tables within the bound", "model", (int) n_rows[k]);
+		free(mem);
+	}
+}
+
 static void
 run_dir(const char *dir)
 {
@@ -70,7 +281,9 @@ run_dir(const char *dir)
 	int			casen = 0;
 	double		worst_u = 0,
 				worst_u_scalar = 0,
-				worst_incr = 0;
+				worst_u_twin = 0,
+				worst_incr = 0,
+				worst_tab = 0;
 
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
 	buf = glintru_read_file(path, &len);
@@ -137,54 +350,39 @@ run_dir(const char *dir)
 		}
 		glintru_use_blas = true;
 
-		/*
-		 * incremental: push the history one item at a time; at every prefix
-		 * the state's user vector equals the from-scratch forward of it
-		 */
+		/* the same model served three ways: all tables, no input tables, no per-item tables */
+		for (int mode = 0; mode < 3; mode++)
 		{
-			size_t		sb = glintru_state_bytes(&m->config, m->config.max_seq_len);
-			GlintruState *a = malloc(sb),
-					   *b = malloc(sb),
-					   *t;
-			float		u2[GLINTRU_MAX_D];
-			double		worst = 0;
+			uint64_t	saved_item = m->item_tables_off,
+						saved_input = m->input_tables_off;
+			double		worst;
 
-			glintru_state_build(m, rows, 1, a, scratch);
-			for (int p = 1; p <= nh; p++)
+			if (mode >= 1)
+				m->input_tables_off = 0;
+			if (mode >= 2)
+				m->item_tables_off = 0;
+			if (mode == 0 || (mode == 1 && saved_input) || (mode == 2 && saved_item))
 			{
-				if (p > 1)
-				{
-					glintru_state_push(m, a, rows[p - 1], b, scratch);
-					t = a;
-					a = b;
-					b = t;
-				}
-				glintru_state_user_vector(m, a, u2, scratch);
-				glintru_forward_user_vector(m, rows, p, u, scratch);
-				for (int i = 0; i < m->config.d; i++)
-					worst = fmax(worst, fabs(u[i] - u2[i]));
+				worst = incremental_worst(m, rows, nh, scratch);
+				worst_incr = fmax(worst_incr, worst);
+				check(worst < 1e-5, mode == 0 ? "incremental state equals from-scratch forward at every prefix" :
+					  mode == 1 ? "incremental equals from-scratch, GEMM rebuild (no input tables)" :
+					  "incremental equals from-scratch, no per-item tables", dir, casen);
 			}
-			worst_incr = fmax(worst_incr, worst);
-			check(worst < 1e-5 && glintru_state_valid(m, a, glintru_state_bytes(&m->config, a->m)),
-				  "incremental state equals from-scratch forward at every prefix", dir, casen);
-			free(a);
-			free(b);
+			m->item_tables_off = saved_item;
+			m->input_tables_off = saved_input;
 		}
-		/* models too large for per-item tables compute k̂, v, dense1 instead */
-		if (m->item_tables_off)
-		{
-			uint64_t	saved = m->item_tables_off;
-			float		u3[GLINTRU_MAX_D];
-			double		dt = 0;
+		worst_tab = fmax(worst_tab, tabled_vs_gemm(m, rows, nh, scratch, dir, casen));
 
-			glintru_forward_user_vector(m, rows, nh, u, scratch);
-			m->item_tables_off = 0;
-			glintru_forward_user_vector(m, rows, nh, u3, scratch);
-			m->item_tables_off = saved;
-			for (int i = 0; i < m->config.d; i++)
-				dt = fmax(dt, fabs(u[i] - u3[i]));
-			check(dt < 1e-5, "without item tables: same user vector", dir, casen);
-		}
+		/* the forward through the plain-C twins of the SIMD kernels */
+		glintru_use_simd(false);
+		glintru_forward_user_vector(m, rows, nh, u, scratch);
+		glintru_use_simd(true);
+		du = 0;
+		for (int i = 0; i < nu; i++)
+			du = fmax(du, fabs(u[i] - uv[i]));
+		worst_u_twin = fmax(worst_u_twin, du);
+		check(du < 1e-4, "user vector (plain-C fused step)", dir, casen);
 		glintru_forward_user_vector(m, rows, nh, u, scratch);
 		glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), m->config.n_rows, m->config.d, u, scores);
 		nb = glintru_top_k(scores, m->config.n_rows, NULL, nt, best);
@@ -209,17 +407,21 @@ run_dir(const char *dir)
 		free(scores);
 		casen++;
 	}
-	printf("%s: %d cases, max |u - expected| blas %.2e, scalar %.2e; incremental vs scratch %.2e\n",
-		   dir, casen, worst_u, worst_u_scalar, worst_incr);
+	printf("%s: %d cases, max |u - expected| blas %.2e, scalar %.2e, plain-C fused %.2e; "
+		   "incremental vs scratch %.2e; tabled vs GEMM rebuild %.2e\n",
+		   dir, casen, worst_u, worst_u_scalar, worst_u_twin, worst_incr, worst_tab);
 	free(line);
 	fclose(f);
 	free(m);
 	free(buf);
 }
 
+/* Kernel and bound checks first, then every fixture directory. */
 int
 main(int argc, char **argv)
 {
+	test_fused_step();
+	test_table_bound();
 	for (int i = 1; i < argc; i++)
 		run_dir(argv[i]);
 	printf("%d passed, %d failed\n", n_pass, n_fail);
