@@ -103,6 +103,20 @@ expect(Parser *ps, char c)
 	return true;
 }
 
+/* After a member of an object or array: a ',' means *more, else the closing c must follow. */
+static bool
+list_next(Parser *ps, char close, bool *more)
+{
+	skip_ws(ps);
+	*more = ps->p < ps->end && *ps->p == ',';
+	if (*more)
+	{
+		ps->p++;
+		return true;
+	}
+	return expect(ps, close);
+}
+
 /* -1 for a non-hex byte, so that the \u escape loop reports the error with its context. */
 static int
 hexval(char c)
@@ -221,6 +235,8 @@ parse_uint(Parser *ps, uint64_t *out)
 static bool
 skip_value(Parser *ps, int depth)
 {
+	bool		more;
+
 	char		buf[MAX_STRING];
 
 	if (depth > MAX_JSON_DEPTH)
@@ -251,13 +267,10 @@ skip_value(Parser *ps, int depth)
 						return false;
 					if (!skip_value(ps, depth + 1))
 						return false;
-					skip_ws(ps);
-					if (ps->p < ps->end && *ps->p == ',')
-					{
-						ps->p++;
-						continue;
-					}
-					return expect(ps, close);
+					if (!list_next(ps, close, &more))
+						return false;
+					if (!more)
+						return true;
 				}
 			}
 		default:
@@ -279,6 +292,8 @@ skip_value(Parser *ps, int depth)
 static bool
 parse_metadata(Parser *ps, Header *h)
 {
+	bool		more;
+
 	char		key[MAX_STRING],
 				val[MAX_STRING];
 
@@ -329,13 +344,10 @@ parse_metadata(Parser *ps, Header *h)
 				return fail(ps, "metadata layer_norm_eps is \"%s\", not a number", val);
 			h->has_eps = true;
 		}
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',')
-		{
-			ps->p++;
-			continue;
-		}
-		return expect(ps, '}');
+		if (!list_next(ps, '}', &more))
+			return false;
+		if (!more)
+			return true;
 	}
 }
 
@@ -343,6 +355,8 @@ parse_metadata(Parser *ps, Header *h)
 static bool
 parse_tensor(Parser *ps, TensorInfo *t)
 {
+	bool		more;
+
 	char		key[MAX_STRING];
 	bool		has_dtype = false,
 				has_shape = false,
@@ -383,15 +397,10 @@ parse_tensor(Parser *ps, TensorInfo *t)
 					if (!parse_uint(ps, &v))
 						return false;
 					t->shape[t->ndim++] = (int64_t) v;
-					skip_ws(ps);
-					if (ps->p < ps->end && *ps->p == ',')
-					{
-						ps->p++;
-						continue;
-					}
-					if (!expect(ps, ']'))
+					if (!list_next(ps, ']', &more))
 						return false;
-					break;
+					if (!more)
+						break;
 				}
 			has_shape = true;
 		}
@@ -404,15 +413,10 @@ parse_tensor(Parser *ps, TensorInfo *t)
 		}
 		else if (!skip_value(ps, 1))
 			return false;
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',')
-		{
-			ps->p++;
-			continue;
-		}
-		if (!expect(ps, '}'))
+		if (!list_next(ps, '}', &more))
 			return false;
-		break;
+		if (!more)
+			break;
 	}
 	if (!has_dtype || !has_shape || !has_offsets)
 		return fail(ps, "tensor \"%s\" lacks %s", t->name,
@@ -424,6 +428,8 @@ parse_tensor(Parser *ps, TensorInfo *t)
 static bool
 parse_header(Parser *ps, Header *h)
 {
+	bool		more;
+
 	char		key[MAX_STRING];
 
 	if (!expect(ps, '{'))
@@ -456,15 +462,10 @@ parse_header(Parser *ps, Header *h)
 				if (!parse_tensor(ps, t))
 					return false;
 			}
-			skip_ws(ps);
-			if (ps->p < ps->end && *ps->p == ',')
-			{
-				ps->p++;
-				continue;
-			}
-			if (!expect(ps, '}'))
+			if (!list_next(ps, '}', &more))
 				return false;
-			break;
+			if (!more)
+				break;
 		}
 	skip_ws(ps);
 	if (ps->p != ps->end)
