@@ -270,6 +270,41 @@ out=$(q -f "$DIR/replace.sql" 2>&1) && [ "$(q -c "SELECT checksum FROM glintru_m
 verify "after the completed replacement" events
 check_agree "after the completed replacement" big ", interactions => 'big'"
 
+echo "== (a3) a deferred table: kill -9 during an INSERT … SELECT that slides windows, and during glintru_refresh"
+q -c "CREATE TABLE def (seq bigserial, user_id bigint, item_id bigint)" \
+  -c "CREATE INDEX ON def (user_id, seq)" \
+  -c "INSERT INTO def (user_id, item_id) SELECT 1 + i % 3000, 103 + 3 * ((i * 13) % 30) FROM generate_series(0, 29999) i" \
+  -c "SELECT glintru_attach('m', 'def', order_column => 'seq', refresh => 'deferred')" >/dev/null || bad "create def"
+echo "INSERT INTO def (user_id, item_id) SELECT 1 + i % 3000, 103 + 3 * ((i * 7) % 30) FROM generate_series(0, 59999) i;" >"$DIR/def_insert.sql"
+md5_before=$(q -c "$STATE_MD5")
+n_ready=$(ready_count); t=$(date +%s%N)
+kill_in_state_phase def_insert "$DIR/def_insert.sql" 'INSERT INTO def%'
+if [ -n "$killed" ] && wait_ready $((n_ready + 1)); then
+  ok "killed $killed while a deferred table's states were written; recovered in $(elapsed "$t")"
+  [ "$(q -c "$STATE_MD5")" = "$md5_before" ] && ok "every state as before the killed statement" || bad "states changed by the killed statement"
+else
+  bad "could not kill the INSERT into the deferred table while it wrote states"
+  wait_ready "$n_ready" || true
+fi
+verify "deferred table after the crash" def
+q -f "$DIR/def_insert.sql" >/dev/null 2>&1 && ok "the INSERT completes after the crash" || bad "INSERT into def after the crash"
+verify "deferred table after the completed INSERT" def
+echo "SELECT glintru_refresh('def');" >"$DIR/def_refresh.sql"
+n_ready=$(ready_count); t=$(date +%s%N)
+kill_in_state_phase def_refresh "$DIR/def_refresh.sql" 'SELECT glintru_refresh%'
+if [ -n "$killed" ] && wait_ready $((n_ready + 1)); then
+  ok "killed $killed during glintru_refresh; recovered in $(elapsed "$t")"
+else
+  bad "could not kill glintru_refresh while it wrote states"
+  wait_ready "$n_ready" || true
+fi
+verify "deferred table after the killed refresh" def
+n=$(q -c "SELECT glintru_refresh('def')" 2>&1)
+[[ "$n" =~ ^[1-9][0-9]*$ ]] && ok "glintru_refresh after the crash brought $n states up to date" || bad "refresh after the crash: $n"
+[ "$(q -c "SELECT glintru_refresh('def')")" = 0 ] && ok "a second refresh has nothing left to do" || bad "second refresh"
+verify "deferred table after the refresh" def
+q -c "SELECT glintru_detach('def')" -c "DROP TABLE def" >/dev/null || bad "drop def"
+
 echo "== (b) immediate shutdown during concurrent inserts (3 clients) and recommends (1 client)"
 q >"$DIR/setup-b.log" 2>&1 <<'SQL'
 CREATE TABLE clicks (seq bigserial, user_id bigint, item_id bigint, ts timestamptz DEFAULT now());

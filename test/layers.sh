@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.." || exit 1
 # The layers, top to bottom; a module calls only modules of lower layers.
 #   8 module     _PG_init, GUCs, shared memory hooks
 #   7 train_sql  training and evaluation from SQL (stores through models)
-#   6 models, serve, trigger, verify: SQL entry points
+#   6 models, serve, trigger, verify, refresh: SQL entry points
 #   5 attach     attach/detach, backfill, rebuild on a model replacement
 #   4 state      glintru.user_state rows
 #   3 cache, progress, events: shared memory; the interactions table
@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.." || exit 1
 #   0 src/core   the numeric core
 declare -A RANK=(
   [module]=8 [train_sql]=7
-  [models]=6 [serve]=6 [trigger]=6 [verify]=6
+  [models]=6 [serve]=6 [trigger]=6 [verify]=6 [refresh]=6
   [attach]=5 [state]=4 [cache]=3 [progress]=3 [events]=3
   [catalog]=2 [schema]=1
 )

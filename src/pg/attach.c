@@ -164,6 +164,19 @@ attach_arguments(FunctionCallInfo fcinfo, GlintruCatalogEntry *e)
 	namestrcpy(&a.user_col, NameStr(*PG_GETARG_NAME(2)));
 	namestrcpy(&a.item_col, NameStr(*PG_GETARG_NAME(3)));
 	namestrcpy(&a.order_col, NameStr(*PG_GETARG_NAME(4)));
+	/* 0.1.0's SQL declaration has no refresh argument: the library serves both */
+	if (PG_NARGS() > 5)
+	{
+		char	   *refresh = text_to_cstring(PG_GETARG_TEXT_PP(5));
+
+		if (strcmp(refresh, "deferred") == 0)
+			a.deferred = true;
+		else if (strcmp(refresh, "eager") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("refresh must be 'eager' or 'deferred', not \"%s\"", refresh),
+					 errhint("'eager' keeps every state current after each statement; 'deferred' computes a slid window when it is asked for.")));
+	}
 	return a;
 }
 

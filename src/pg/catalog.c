@@ -397,6 +397,8 @@ attachment_from_tuple(HeapTuple tup, TupleDesc desc, GlintruAttachment *a)
 	a->user_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_user_column, desc, &isnull));
 	a->item_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_item_column, desc, &isnull));
 	a->order_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_order_column, desc, &isnull));
+	a->deferred = strcmp(TextDatumGetCString(heap_getattr(tup, Anum_glintru_attachments_refresh, desc, &isnull)),
+						 "deferred") == 0;
 }
 
 /* The attachment of table relid as the given snapshot shows it, if any (an index scan, no SPI). */
@@ -541,8 +543,8 @@ glintru_attachment_resolve(bool have_relid, Oid relid)
 int32
 glintru_attachment_insert(const GlintruAttachment *a)
 {
-	Oid			types[6] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID};
-	Datum		args[6];
+	Oid			types[7] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID, TEXTOID};
+	Datum		args[7];
 	GlintruRoleSwitch rs;
 	int32		id;
 
@@ -552,14 +554,15 @@ glintru_attachment_insert(const GlintruAttachment *a)
 	args[3] = NameGetDatum(&a->user_col);
 	args[4] = NameGetDatum(&a->item_col);
 	args[5] = NameGetDatum(&a->order_col);
+	args[6] = CStringGetTextDatum(a->deferred ? "deferred" : "eager");
 	glintru_spi_connect();
 	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_ATTACHMENTS), &rs);
 	glintru_spi_run("DELETE FROM glintru.attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 					1, types, args, false, 0, SPI_OK_DELETE, "could not delete from glintru.attachments");
 	if (glintru_spi_run("INSERT INTO glintru.attachments "
-						"(relid, model_id, model_version, user_column, item_column, order_column) "
-						"VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6) RETURNING id",
-						6, types, args, false, 0, SPI_OK_INSERT_RETURNING,
+						"(relid, model_id, model_version, user_column, item_column, order_column, refresh) "
+						"VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7) RETURNING id",
+						7, types, args, false, 0, SPI_OK_INSERT_RETURNING,
 						"could not insert into glintru.attachments") != 1)
 		elog(ERROR, "could not insert into glintru.attachments");
 	id = DatumGetInt32(spi_value(0, 1));

@@ -74,6 +74,7 @@ typedef struct GlintruAttachment
 	NameData	user_col;
 	NameData	item_col;
 	NameData	order_col;
+	bool		deferred;		/* refresh 'deferred': slides only record the items */
 } GlintruAttachment;
 
 extern bool glintru_attachment_by_relid(Oid relid, GlintruAttachment *a);

@@ -41,13 +41,15 @@
 #define Anum_glintru_attachments_item_column 6
 #define Anum_glintru_attachments_order_column 7
 #define Anum_glintru_attachments_attached_at 8
+#define Anum_glintru_attachments_refresh 9
 
 /* glintru.user_state: one row per (attachment, user) */
 #define GLINTRU_USER_STATE "user_state"
 #define GLINTRU_USER_STATE_PKEY "user_state_pkey"	/* (attachment_id, user_id) */
 #define Anum_glintru_user_state_attachment_id 1
 #define Anum_glintru_user_state_user_id 2
-#define Anum_glintru_user_state_last_order 3
-#define Anum_glintru_user_state_state 4
+#define Anum_glintru_user_state_state 3
+#define Anum_glintru_user_state_last_order 4
+#define Natts_glintru_user_state 4
 
 #endif							/* GLINTRU_SCHEMA_H */

@@ -155,6 +155,25 @@ glintru_state_users(int32 attachment_id, bool have_user, int64 only_user, uint64
  * extension's own table and these calls are the trusted path to it.
  */
 
+/*
+ * The library writes rows by column number: refuse a glintru.user_state of
+ * another release (the library was installed, ALTER EXTENSION … UPDATE not
+ * yet run), rather than write into the wrong columns.
+ */
+static void
+check_state_columns(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (desc->natts != Natts_glintru_user_state ||
+		strcmp(NameStr(TupleDescAttr(desc, Anum_glintru_user_state_state - 1)->attname), "state") != 0 ||
+		TupleDescAttr(desc, Anum_glintru_user_state_last_order - 1)->atttypid != BYTEAOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("glintru's tables are those of an older version of the extension"),
+				 errhint("Run ALTER EXTENSION glintru UPDATE.")));
+}
+
 /* Open glintru.user_state and its indexes for the writes of one statement. */
 void
 glintru_state_open(GlintruStateRel *sr)
@@ -164,6 +183,7 @@ glintru_state_open(GlintruStateRel *sr)
 	int			i = 0;
 
 	sr->rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), RowExclusiveLock);
+	check_state_columns(sr->rel);
 	sr->pkey = glintru_catalog_relid(GLINTRU_USER_STATE_PKEY);
 	indexes = RelationGetIndexList(sr->rel);
 	sr->n_indexes = list_length(indexes);
@@ -322,13 +342,7 @@ glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruMode
 		ls->exists = true;
 		d = slot_getattr(sr->locked, Anum_glintru_user_state_last_order, &ls->last_null);
 		if (!ls->last_null)
-		{
-			/* stored in bytea's text form (see glintru_state_write) */
-			bytea	   *b = DatumGetByteaPP(DirectFunctionCall1(byteain,
-																CStringGetDatum(TextDatumGetCString(d))));
-
-			ls->last_order = glintru_order_from_bytea(&t->order, b);
-		}
+			ls->last_order = glintru_order_from_bytea(&t->order, DatumGetByteaPP(d));
 		d = slot_getattr(sr->locked, Anum_glintru_user_state_state, &isnull);
 		if (!isnull)
 		{
@@ -388,9 +402,7 @@ glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int32 att_id, in
 	ExecClearTuple(out);
 	out->tts_values[Anum_glintru_user_state_attachment_id - 1] = Int32GetDatum(att_id);
 	out->tts_values[Anum_glintru_user_state_user_id - 1] = Int64GetDatum(user_id);
-	/* last_order is a text column holding bytea's text form of the order value's send form */
-	out->tts_values[Anum_glintru_user_state_last_order - 1] =
-		lo_null ? (Datum) 0 : CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(byteaout, lo)));
+	out->tts_values[Anum_glintru_user_state_last_order - 1] = lo_null ? (Datum) 0 : lo;
 	out->tts_values[Anum_glintru_user_state_state - 1] = PointerGetDatum(b);
 	memset(out->tts_isnull, 0, sizeof(bool) * out->tts_tupleDescriptor->natts);
 	out->tts_isnull[Anum_glintru_user_state_last_order - 1] = lo_null;

@@ -550,6 +550,69 @@ SELECT * FROM pg_temp.check_live('ties', 'live_m');
 SELECT count(*) AS left_behind FROM glintru.attachments WHERE relid = :dropped_oid;
 SELECT count(*) AS orphan_states FROM glintru.user_state WHERE attachment_id NOT IN (SELECT id FROM glintru.attachments);
 
+-- ---- refresh => 'deferred': slides only record the items; served exactly ----
+-- the same stream into an eager and a deferred table: after every phase both
+-- check out (verify finds nothing, recommend = recommend_history) and serve
+-- the same items; glintru_refresh() makes the deferred states current
+CREATE TABLE ev_eager (user_id bigint, item_id bigint, ts bigint);
+CREATE TABLE ev_def (user_id bigint, item_id bigint, ts bigint);
+SELECT glintru_attach('live_m', 'ev_def', refresh => 'lazy');
+SELECT glintru_attach('live_m', 'ev_eager') AS eager_users, glintru_attach('live_m', 'ev_def', refresh => 'deferred') AS deferred_users;
+SELECT relid, refresh FROM glintru.attachments WHERE relid IN ('ev_eager'::regclass, 'ev_def'::regclass) ORDER BY relid::text;
+CREATE FUNCTION pg_temp.both(sql text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format(sql, 'ev_eager');
+  EXECUTE format(sql, 'ev_def');
+END $$;
+CREATE FUNCTION pg_temp.same_both(k int DEFAULT 10) RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM (SELECT DISTINCT user_id FROM ev_eager WHERE pg_temp.known(item_id)) u
+  WHERE (SELECT array_agg(item_id ORDER BY n) FROM glintru_recommend(u.user_id, k, true, 'ev_eager') WITH ORDINALITY a(item_id, score, n))
+        IS DISTINCT FROM
+        (SELECT array_agg(item_id ORDER BY n) FROM glintru_recommend(u.user_id, k, true, 'ev_def') WITH ORDINALITY a(item_id, score, n)) $$;
+-- short windows (pushes), then windows that fill and slide, one row per statement
+SELECT pg_temp.both('INSERT INTO %s VALUES (1, 103, 1), (2, 106, 1), (2, 109, 2)');
+DO $$ BEGIN FOR g IN 2 .. 14 LOOP
+  PERFORM pg_temp.both(format('INSERT INTO %%s VALUES (1, %s, %s)', pg_temp.item_of(g), 10 + g));
+END LOOP; END $$;
+SELECT * FROM pg_temp.check_live('ev_def', 'live_m');
+SELECT * FROM pg_temp.check_live('ev_eager', 'live_m');
+SELECT pg_temp.same_both() AS eager_deferred_differ;
+-- served read-only (as on a standby): the window is computed in memory
+BEGIN READ ONLY;
+SELECT count(*) AS recommended FROM glintru_recommend(1, 5, true, 'ev_def');
+COMMIT;
+-- multi-row statements, out-of-order events, updates, deletes, a rollback
+SELECT pg_temp.both('INSERT INTO %s SELECT 1 + g % 3, pg_temp.item_of(100 + g), 100 + g FROM generate_series(1, 40) g');
+SELECT pg_temp.both('INSERT INTO %s VALUES (1, 190, 5), (3, 187, 50)');
+SELECT pg_temp.both('UPDATE %s SET item_id = 184 WHERE user_id = 2 AND ts = 119');
+SELECT pg_temp.both('DELETE FROM %s WHERE user_id = 3 AND ts > 130');
+BEGIN;
+SELECT pg_temp.both('INSERT INTO %s SELECT 2, 103, 1000 + g FROM generate_series(1, 9) g');
+ROLLBACK;
+SELECT * FROM pg_temp.check_live('ev_def', 'live_m');
+SELECT pg_temp.same_both() AS eager_deferred_differ;
+-- refresh: one user, then all; nothing left to do afterwards; an eager table has nothing to refresh
+SELECT glintru_refresh('ev_def', 1) AS refreshed_user_1, glintru_refresh('ev_def', 1) AS again;
+SELECT glintru_refresh('ev_def') > 0 AS refreshed_others, glintru_refresh('ev_def') AS again,
+       glintru_refresh('ev_eager') AS eager;
+SELECT * FROM pg_temp.check_live('ev_def', 'live_m');
+SELECT pg_temp.same_both() AS eager_deferred_differ;
+-- more slides after the refresh, then a model swap rebuilds both
+DO $$ BEGIN FOR g IN 200 .. 206 LOOP
+  PERFORM pg_temp.both(format('INSERT INTO %%s VALUES (2, %s, %s)', pg_temp.item_of(g), 10000 + g));
+END LOOP; END $$;
+SELECT glintru_load_model('live_m', :'f', replace => true) > 0 AS replaced;
+SELECT * FROM pg_temp.check_live('ev_def', 'live_m');
+SELECT pg_temp.same_both() AS eager_deferred_differ;
+-- errors
+SELECT glintru_refresh('text_users');
+SELECT glintru_refresh(NULL);
+-- re-attached eagerly: every state current again
+SELECT glintru_attach('live_m', 'ev_def') AS eager_again;
+SELECT glintru_refresh('ev_def') AS nothing_to_refresh;
+SELECT glintru_detach('ev_eager'), glintru_detach('ev_def');
+DROP TABLE ev_eager, ev_def;
+
 -- ---- detach ----
 SELECT glintru_detach('ties');
 SELECT glintru_detach('"Live Schema"."My ""Events"""');

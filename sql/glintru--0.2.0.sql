@@ -1,0 +1,251 @@
+-- glintru 0.2.0: model catalogue, loading/export, exact inference and top-k,
+-- live state kept by triggers (eager or deferred), training and evaluation.
+\echo Use "CREATE EXTENSION glintru" to load this file. \quit
+
+-- The catalogue lives in its own schema; functions go to the extension's schema.
+CREATE SCHEMA glintru;
+REVOKE ALL ON SCHEMA glintru FROM PUBLIC;
+
+-- version changes on every load/replace: shared memory caches (model id, version)
+CREATE SEQUENCE glintru.model_version_seq;
+
+CREATE TABLE glintru.models (
+    id            serial PRIMARY KEY,
+    name          text NOT NULL UNIQUE CHECK (name <> ''),
+    version       bigint NOT NULL DEFAULT nextval('glintru.model_version_seq'),
+    n_items       bigint NOT NULL,
+    d             integer NOT NULL,
+    n_heads       integer NOT NULL,
+    max_seq_len   integer NOT NULL,
+    layer_norm_eps real NOT NULL,
+    checksum      text NOT NULL,          -- sha256 of weights, hex
+    bytes         bigint NOT NULL,
+    loaded_at     timestamptz NOT NULL DEFAULT now(),
+    weights       bytea NOT NULL          -- the safetensors file, byte for byte
+);
+-- float data does not compress: store it out of line, uncompressed
+ALTER TABLE glintru.models ALTER COLUMN weights SET STORAGE EXTERNAL;
+REVOKE ALL ON glintru.models FROM PUBLIC;
+-- glintru_models() lists what is loaded to anyone; the weights stay private
+GRANT USAGE ON SCHEMA glintru TO PUBLIC;
+GRANT SELECT (id, name, version, n_items, d, n_heads, max_seq_len, layer_norm_eps,
+              checksum, bytes, loaded_at) ON glintru.models TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('glintru.models', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.models_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.model_version_seq', '');
+
+CREATE FUNCTION glintru_load_model(name text, weights bytea, replace boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'glintru_load_model'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_load_model_file(name text, path text, replace boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'glintru_load_model_file'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_export_model(name text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'glintru_export_model'
+LANGUAGE C STABLE STRICT;
+
+CREATE FUNCTION glintru_drop_model(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'glintru_drop_model'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_models(
+    OUT name text, OUT items bigint, OUT d integer, OUT heads integer,
+    OUT max_seq_len integer, OUT bytes bigint, OUT checksum text,
+    OUT loaded_at timestamptz, OUT in_shared_memory boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'glintru_models'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION glintru_memory(
+    OUT mode text, OUT budget_bytes bigint, OUT used_bytes bigint, OUT models integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'glintru_memory'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru_user_vector(model text, history bigint[])
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'glintru_user_vector'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION glintru_recommend_history(model text, history bigint[], k integer DEFAULT 10,
+                                          exclude_seen boolean DEFAULT true)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend_history'
+LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 10;
+
+-- Loading, replacing and dropping models changes what every session serves.
+REVOKE EXECUTE ON FUNCTION glintru_load_model(text, bytea, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_load_model_file(text, text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_drop_model(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_export_model(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Live recommendations: tables attached to a model, per-user state kept by
+-- triggers in the same transaction as the application's inserts.
+
+CREATE TABLE glintru.attachments (
+    id            serial PRIMARY KEY,
+    relid         regclass NOT NULL UNIQUE,       -- the interactions table
+    model_id      integer NOT NULL REFERENCES glintru.models(id),
+    model_version bigint NOT NULL,                -- the version the state was built with
+    user_column   name NOT NULL,
+    item_column   name NOT NULL,
+    order_column  name NOT NULL,
+    attached_at   timestamptz NOT NULL DEFAULT now(),
+    -- eager: every state is current after each statement; deferred: an insert
+    -- that slides a full window only records its items (glintru_refresh)
+    refresh       text NOT NULL DEFAULT 'eager' CHECK (refresh IN ('eager', 'deferred'))
+);
+REVOKE ALL ON glintru.attachments FROM PUBLIC;
+
+-- One row per (attachment, user): the incremental state of the user's window
+-- (src/core/forward.h: the window's item rows, then the committed GRU state
+-- h, then a trailer with the window length and flags; no attention sums: the
+-- attention is recomputed over the window when serving) and the order value
+-- of the latest event (the order type's binary send form).  Columns and state
+-- are ordered so that what an event changes lies at the end of the row: a HOT
+-- update then logs only those bytes.
+CREATE TABLE glintru.user_state (
+    attachment_id integer NOT NULL REFERENCES glintru.attachments(id) ON DELETE CASCADE,
+    user_id       bigint NOT NULL,
+    state         bytea NOT NULL,
+    last_order    bytea,
+    PRIMARY KEY (attachment_id, user_id)
+) WITH (toast_tuple_target = 8160, fillfactor = 50);
+-- keep states (a few kB) inline and uncompressed: one heap write per update
+ALTER TABLE glintru.user_state ALTER COLUMN state SET STORAGE MAIN;
+REVOKE ALL ON glintru.user_state FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('glintru.attachments', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.attachments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('glintru.user_state', '');
+
+CREATE FUNCTION glintru_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'glintru_trigger'
+LANGUAGE C;
+
+CREATE FUNCTION glintru_attach(model text, interactions regclass,
+                               user_column name DEFAULT 'user_id',
+                               item_column name DEFAULT 'item_id',
+                               order_column name DEFAULT 'ts',
+                               refresh text DEFAULT 'eager')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_attach'
+LANGUAGE C VOLATILE STRICT;
+
+-- Bring deferred states up to date (all users, or one); the number refreshed.
+CREATE FUNCTION glintru_refresh(interactions regclass, user_id bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_refresh'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru_detach(interactions regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'glintru_detach'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_verify_state(interactions regclass, user_id bigint DEFAULT NULL)
+RETURNS TABLE(user_id bigint, problem text)
+AS 'MODULE_PATHNAME', 'glintru_verify_state'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru_recommend(user_id bigint, k integer DEFAULT 10,
+                                  exclude_seen boolean DEFAULT true,
+                                  interactions regclass DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend'
+LANGUAGE C STABLE ROWS 10;
+
+CREATE FUNCTION glintru_recommend_batch(user_ids bigint[], k integer DEFAULT 10,
+                                        exclude_seen boolean DEFAULT true,
+                                        interactions regclass DEFAULT NULL)
+RETURNS TABLE(user_id bigint, item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend_batch'
+LANGUAGE C STABLE;
+
+REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_refresh(regclass, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_detach(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_verify_state(regclass, bigint) FROM PUBLIC;
+
+-- A dropped interactions table takes its attachment (and, by cascade, its
+-- state) with it.
+CREATE FUNCTION glintru_forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM glintru.attachments a
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid);
+END
+$$;
+REVOKE EXECUTE ON FUNCTION glintru_forget_dropped_tables() FROM PUBLIC;
+CREATE EVENT TRIGGER glintru_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION glintru_forget_dropped_tables();
+
+-- ---------------------------------------------------------------------------
+-- Training and evaluation inside the database.
+
+CREATE FUNCTION glintru_train(name text, interactions regclass,
+                              user_column name DEFAULT 'user_id',
+                              item_column name DEFAULT 'item_id',
+                              order_column name DEFAULT 'ts',
+                              options jsonb DEFAULT '{}')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'glintru_train_sql'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_evaluate(model text, interactions regclass,
+                                 user_column name DEFAULT 'user_id',
+                                 item_column name DEFAULT 'item_id',
+                                 order_column name DEFAULT 'ts',
+                                 protocol text DEFAULT 'full', k integer DEFAULT 10)
+RETURNS TABLE(metric text, value double precision)
+AS 'MODULE_PATHNAME', 'glintru_evaluate'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_training_progress(
+    OUT pid integer, OUT model text, OUT epoch integer, OUT epochs integer,
+    OUT loss double precision, OUT val_ndcg10 double precision,
+    OUT best_val_ndcg10 double precision, OUT elapsed_s double precision,
+    OUT eta_s double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'glintru_training_progress'
+LANGUAGE C VOLATILE;
+
+REVOKE EXECUTE ON FUNCTION glintru_train(text, regclass, name, name, name, jsonb) FROM PUBLIC;
+
+-- Synthetic interactions with sequential structure, for demos and tests:
+-- items fall into clusters of 30; each user stays in one cluster and walks
+-- it with a user-specific stride (the next item follows from the last ones),
+-- and 15% of events are a random item drawn with a popularity skew.
+CREATE FUNCTION glintru_synthetic_interactions(n_users integer, n_items integer DEFAULT 300,
+                                               events_per_user integer DEFAULT 30, seed integer DEFAULT 1)
+RETURNS TABLE(user_id bigint, item_id bigint, ts bigint)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH p AS (
+        SELECT u, t,
+               hashint8((u::int8 << 32) # (t::int8 << 8) # seed) AS h,
+               hashint8((u::int8 << 20) # seed) AS hu
+        FROM generate_series(1, n_users) u, generate_series(0, events_per_user - 1) t
+    )
+    SELECT u::int8,
+           1000 + CASE
+               WHEN abs(h % 100) < 15   -- noise: skewed towards low item numbers
+                   THEN (abs(h / 100) % n_items) * (abs(h / 100) % n_items) / n_items + 1
+               ELSE (abs(hu) % greatest(n_items / 30, 1)) * 30
+                    + (abs(hu / 7) % 30 + t * (1 + abs(hu / 11) % 3)) % 30 + 1
+           END::int8,
+           t::int8
+    FROM p
+$$;
