@@ -1,24 +1,24 @@
 /*
  * forward.c — the exact GLINT-RU forward pass (SPEC §1) through a user's
- * incremental state (see forward.h): building, pushing and serialising a
- * state, and the user vector at its last real slot.
+ * incremental state (see forward.h): building, advancing, refreshing and
+ * validating a serialised state, and the user vector at its last real slot.
  *
  * Only the output at the last real slot m-1 is ever needed, so the
  * position-wise layers run once per request.  The GRU side of the window —
  * dense1 + conv1d feeding the recurrence up to slot m-2 — is summarised in
- * the state.  A request adds the two GRU steps whose convolution looks one
- * slot ahead into padding (or past the window end, where it is zero), and
- * the attention at slot m-1: Σ_t (q̂·k̂_t) v_t over the window's items plus
- * (L-m) copies of the padding slot's term.
+ * the state by h_{m-2}.  A request recomputes the gate output G_{m-2} from
+ * it and the last three items, adds the two GRU steps whose convolution
+ * looks one slot ahead into padding (or past the window end, where it is
+ * zero), and the attention at slot m-1: Σ_t (q̂·k̂_t) v_t over the window's
+ * items plus (L-m) copies of the padding slot's term.
  *
  * A rebuild's cost is the recurrence: with the model's input tables each
- * slot's GRU input is three table rows summed (no window-wide GEMM), each
- * step one pass of the fused kernel over the packed W_hh, and conv1d runs
- * only at the last committed slot, whose c the selective gate needs.  A
- * model too large for the tables takes the GEMM path (same results).
+ * slot's GRU input is three table rows summed (no window-wide GEMM) and each
+ * step one pass of the fused kernel over the packed W_hh.  A model too large
+ * for the tables takes the GEMM path (same results).
  *
  * All working memory is the caller's scratch, carved by one table
- * (scratch_layout); the state's vectors likewise (state_layout).
+ * (scratch_layout); the serialised state likewise (state_layout).
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -52,83 +52,136 @@ place(const Buffer *table, size_t n, float *base)
 	return used;
 }
 
-/* ---- the state's vectors (forward.h) ---- */
+/* ---- the serialised state (forward.h) ---- */
 
-/* A state's float vectors by name. */
+/* A state's parts by name. */
 typedef struct StateView
 {
-	float	   *h,
-			   *G,
-			   *a_prev,
-			   *a_last;
+	int32_t    *slots;			/* [L] the ring, ring index i at slots[L-1-i] */
+	float	   *h;				/* [d] h_{m-2} */
+	GlintruStateTrailer *tr;
+	int			L;
 } StateView;
 
-/*
- * Sizes a state's vectors and, given a state, names them: the serialised
- * order of forward.h, whose glintru_state_rows() relies on their 4·d total.
- */
+/* The one definition of the v3 layout: the byte offsets of h and of the trailer, and the size. */
 static size_t
-state_layout(size_t d, const GlintruState *s, StateView *v)
+state_layout(const GlintruConfig *cfg, size_t *h_at, size_t *tr_at)
 {
-	const Buffer table[] = {
-		{&v->h, d},				/* [d] h_{m-2}, the committed GRU state (0 if m = 1) */
-		{&v->G, d},				/* [d] G_{m-2}, its gate output (0 if m = 1) */
-		{&v->a_prev, d},		/* [d] dense1 of item m-2 (0 if m = 1: conv1d's zero padding) */
-		{&v->a_last, d},		/* [d] dense1 of item m-1 */
-	};
-
-	return place(table, LENGTH(table), s ? glintru_state_floats(s) : NULL);
+	*h_at = sizeof(int32_t) * (size_t) cfg->max_seq_len;
+	*tr_at = *h_at + sizeof(float) * (size_t) cfg->d;
+	return *tr_at + sizeof(GlintruStateTrailer);
 }
 
-/* The named vectors of s; a view of a const state is read only by convention. */
+/* The named parts of s; a view of a const state is read only by convention. */
 static StateView
-state_view(const GlintruState *s)
+state_view(const GlintruModel *m, const GlintruState *s)
 {
+	char	   *base = (char *) s;
+	size_t		h_at,
+				tr_at;
 	StateView	v;
 
-	state_layout((size_t) s->d, s, &v);
+	state_layout(&m->config, &h_at, &tr_at);
+	v.slots = (int32_t *) base;
+	v.h = (float *) (base + h_at);
+	v.tr = (GlintruStateTrailer *) (base + tr_at);
+	v.L = m->config.max_seq_len;
 	return v;
 }
 
-/* Sizes from the one layout, so the serialised size cannot drift from it. */
-size_t
-glintru_state_bytes(const GlintruConfig *cfg, int32_t m)
+/* Where the window's j-th item (0 = oldest) is stored: ring index head + j, mirrored. */
+static inline int32_t *
+window_slot(const StateView *v, int j)
 {
-	StateView	unused;
+	int			i = v->tr->head + j;
 
-	return sizeof(GlintruState) + state_layout((size_t) cfg->d, NULL, &unused) * sizeof(float) +
-		(size_t) m * sizeof(int32_t);
+	if (i >= v->L)
+		i -= v->L;
+	return v->slots + (v->L - 1 - i);
+}
+
+/* Every state of a model has this size, so its length word never changes. */
+size_t
+glintru_state_bytes(const GlintruConfig *cfg)
+{
+	size_t		h_at,
+				tr_at;
+
+	return state_layout(cfg, &h_at, &tr_at);
 }
 
 /* A state is read back from a table any session can write: trust nothing in it. */
 bool
 glintru_state_valid(const GlintruModel *model, const void *blob, size_t len)
 {
-	const GlintruState *s = blob;
 	const GlintruConfig *cfg = &model->config;
-	const int32_t *rows;
+	StateView	v;
+	const GlintruStateTrailer *tr;
 
-	if (len < sizeof(GlintruState) || s->magic != GLINTRU_STATE_MAGIC ||
-		s->d != cfg->d || s->n_heads != cfg->n_heads || s->max_seq_len != cfg->max_seq_len ||
-		s->m < 1 || s->m > cfg->max_seq_len || len != glintru_state_bytes(cfg, s->m))
+	if (blob == NULL || len != glintru_state_bytes(cfg))
 		return false;
-	rows = glintru_state_rows(s);
-	for (int32_t t = 0; t < s->m; t++)
-		if (rows[t] < 1 || rows[t] >= cfg->n_rows)
+	v = state_view(model, blob);
+	tr = v.tr;
+	if (tr->magic != GLINTRU_STATE_MAGIC || tr->d != cfg->d || tr->n_heads != cfg->n_heads ||
+		tr->max_seq_len != cfg->max_seq_len || tr->m < 1 || tr->m > cfg->max_seq_len ||
+		tr->head < 0 || tr->head >= cfg->max_seq_len || (tr->m < cfg->max_seq_len && tr->head != 0) ||
+		(tr->flags & ~GLINTRU_STATE_STALE) != 0)
+		return false;
+	for (int j = 0; j < tr->m; j++)
+	{
+		int32_t		r = *window_slot(&v, j);
+
+		if (r < 1 || r >= cfg->n_rows)
 			return false;
+	}
 	return true;
 }
 
-/* Fills in a state's header, so that it validates against the model that built it. */
-static void
-state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
+/* The window oldest first; m. */
+int32_t
+glintru_state_window(const GlintruModel *m, const GlintruState *s, int32_t *rows_out)
 {
-	s->magic = GLINTRU_STATE_MAGIC;
-	s->d = m->config.d;
-	s->n_heads = m->config.n_heads;
-	s->max_seq_len = m->config.max_seq_len;
-	s->m = mlen;
-	s->reserved = 0;
+	StateView	v = state_view(m, s);
+
+	if (rows_out)
+		for (int j = 0; j < v.tr->m; j++)
+			rows_out[j] = *window_slot(&v, j);
+	return v.tr->m;
+}
+
+/* The stale flag of the trailer. */
+bool
+glintru_state_stale(const GlintruModel *m, const GlintruState *s)
+{
+	return (state_view(m, s).tr->flags & GLINTRU_STATE_STALE) != 0;
+}
+
+/* The stored h, for tests and tools. */
+const float *
+glintru_state_h(const GlintruModel *m, const GlintruState *s)
+{
+	return state_view(m, s).h;
+}
+
+/*
+ * Lays out a state of the last min(n, L) rows at head 0 (unused slots zero)
+ * with a trailer that validates against the model; h is left to the caller.
+ */
+static StateView
+state_lay_window(const GlintruModel *m, const int32_t *rows, int64_t n, uint32_t flags, GlintruState *out)
+{
+	const int	L = m->config.max_seq_len;
+	const int	mlen = (int) (n < L ? n : L);
+	StateView	v = state_view(m, out);
+
+	memset(v.slots, 0, sizeof(int32_t) * (size_t) L);
+	*v.tr = (GlintruStateTrailer) {
+		.magic = GLINTRU_STATE_MAGIC, .d = m->config.d, .n_heads = m->config.n_heads,
+		.max_seq_len = L, .m = mlen, .head = 0, .flags = flags
+	};
+	for (int j = 0; j < mlen; j++)
+		*window_slot(&v, j) = rows[n - mlen + j];
+	return v;
 }
 
 /* ---- scratch ---- */
@@ -136,7 +189,7 @@ state_header(const GlintruModel *m, GlintruState *s, int32_t mlen)
 /* Every working buffer of the functions below, carved by scratch_layout. */
 typedef struct Scratch
 {
-	/* window-wide: the build (C, col: GEMM path only); k̂ and v when the model has no item tables */
+	/* window-wide: a rebuild (A: dense1 without item tables; C, col: GEMM path); k̂ and v without item tables */
 	float	   *X,
 			   *A,
 			   *C,
@@ -144,10 +197,12 @@ typedef struct Scratch
 			   *GI,
 			   *K,
 			   *V,
-			   *slide_rows;
+			   *win;
 	/* one GRU slot and its selective gate */
 	float	   *h,
 			   *h_next,
+			   *h_state,
+			   *tap_a,
 			   *slot_col,
 			   *slot_c,
 			   *slot_gi,
@@ -155,8 +210,8 @@ typedef struct Scratch
 			   *gate_hidden,
 			   *gate_s,
 			   *gate_p;
-	/* a push; the layers of the user vector */
-	float	   *a_new,
+	/* the layers of the user vector */
+	float	   *G0,
 			   *h1,
 			   *h2,
 			   *G1,
@@ -171,8 +226,6 @@ typedef struct Scratch
 			   *Z,
 			   *t3,
 			   *t4;
-	/* the state glintru_forward_user_vector builds */
-	float	   *state;
 } Scratch;
 
 /*
@@ -186,15 +239,17 @@ scratch_layout(const GlintruConfig *cfg, float *base, Scratch *sc)
 	const size_t d = (size_t) cfg->d;
 	const Buffer table[] = {
 		{&sc->X, L * d},		/* [L, d] item embeddings (models without item tables) */
-		{&sc->A, L * d},		/* [L, d] dense1 of the window's items */
+		{&sc->A, L * d},		/* [L, d] dense1 of the window's items (no item tables) */
 		{&sc->C, L * d},		/* [L, d] conv1d at the committed slots 0 … m-2 (GEMM path) */
 		{&sc->col, L * 3 * d},	/* [L, 3d] conv1d input columns of those slots (GEMM path) */
 		{&sc->GI, L * 3 * d},	/* [L, 3d] W_ih c of those slots */
 		{&sc->K, L * d},		/* [L, d] k̂ of the window's items (no item tables) */
 		{&sc->V, L * d},		/* [L, d] v of the window's items (no item tables) */
-		{&sc->slide_rows, L},	/* [L] int32: the window after a slide */
-		{&sc->h, d},			/* [d] the build's running GRU state … */
+		{&sc->win, L},			/* [L] int32: a state's window, oldest first */
+		{&sc->h, d},			/* [d] the running GRU state … */
 		{&sc->h_next, d},		/* [d] … and its next value, in turn */
+		{&sc->h_state, d},		/* [d] h_{m-2} rebuilt for a stale state or a history */
+		{&sc->tap_a, 5 * d},	/* [5, d] dense1 of the last items (no item tables) */
 		{&sc->slot_col, 3 * d},	/* [3d] conv1d input column of one slot */
 		{&sc->slot_c, d},		/* [d] conv1d output c of one slot */
 		{&sc->slot_gi, 3 * d},	/* [3d] W_ih c of one slot */
@@ -202,7 +257,7 @@ scratch_layout(const GlintruConfig *cfg, float *base, Scratch *sc)
 		{&sc->gate_hidden, d / 2},	/* [d/2] silu(W_g1 c + b_g1) */
 		{&sc->gate_s, d},		/* [d] s = W_g2 … + b_g2 */
 		{&sc->gate_p, d},		/* [d] projection(h) */
-		{&sc->a_new, d},		/* [d] dense1 of a pushed item */
+		{&sc->G0, d},			/* [d] G_{m-2} (0 if m = 1) */
 		{&sc->h1, d},			/* [d] h_{m-1} (looks ahead into padding) */
 		{&sc->h2, d},			/* [d] h_m */
 		{&sc->G1, d},			/* [d] G_{m-1} */
@@ -217,8 +272,6 @@ scratch_layout(const GlintruConfig *cfg, float *base, Scratch *sc)
 		{&sc->Z, d},			/* [d] Z */
 		{&sc->t3, d},			/* [d] dense3(Z), then ⊙ gelu(dense4(Z)) */
 		{&sc->t4, d},			/* [d] dense4(Z) */
-		/* one full state, in floats */
-		{&sc->state, (glintru_state_bytes(cfg, cfg->max_seq_len) + sizeof(float) - 1) / sizeof(float)},
 	};
 
 	return place(table, LENGTH(table), base);
@@ -284,87 +337,11 @@ typedef struct Taps
 	int32_t		row[3];
 } Taps;
 
-/* Tap k: dense1 vector a of item row (a NULL: zero, row -1). */
-static inline void
-set_tap(Taps *tp, int k, const float *a, int32_t row)
-{
-	tp->a[k] = a;
-	tp->row[k] = a ? row : -1;
-}
-
 /* Does the build table its GRU inputs?  The input tables come with the item tables (model.h). */
 static inline bool
 tabled(const GlintruModel *m)
 {
 	return m->input_tables_off && m->item_tables_off;
-}
-
-/* Taps of committed slot t of a window (t+1 < m: all three are real items), from the item tables. */
-static Taps
-window_taps(const GlintruModel *m, const int32_t *win, int t)
-{
-	Taps		tp;
-
-	for (int k = 0; k < 3; k++)
-	{
-		int			s = t - 1 + k;
-
-		set_tap(&tp, k, s >= 0 ? glintru_item_tables(m, win[s]) : NULL, s >= 0 ? win[s] : -1);
-	}
-	return tp;
-}
-
-/* c = conv1d of one slot's taps (one d × 3d GEMV). */
-static void
-slot_conv(const GlintruModel *m, const Taps *tp, float *c, const Scratch *sc)
-{
-	int			d = m->config.d;
-
-	glintru_conv3_column(tp->a[0], tp->a[1], tp->a[2], d, sc->slot_col);
-	glintru_linear(sc->slot_col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, c);
-}
-
-/* gi = W_ih·b + Σ_k T_k[row_k]: a slot's GRU input from the input tables. */
-static void
-tabled_gi(const GlintruModel *m, const int32_t row[3], float *gi)
-{
-	const int	d3 = 3 * m->config.d;
-	const float *t[3];
-
-	for (int k = 0; k < 3; k++)
-		t[k] = row[k] >= 0 ? glintru_input_tables(m, row[k]) + (size_t) k * d3 : NULL;
-	glintru_sum4(glintru_gi_bias(m), t[0], t[1], t[2], d3, gi);
-}
-
-/* h_out = GRU(h_prev, gi): the fused step, or the plain-loop oracle when glintru_use_blas is off. */
-static void
-gru_step(const GlintruModel *m, const float *gi, const float *h_prev, float *h_out, const Scratch *sc)
-{
-	if (glintru_use_blas)
-		glintru_gru_fused(gi, h_prev, glintru_whh_packed(m), m->config.d, h_out);
-	else
-		glintru_gru_step(gi, h_prev, glintru_param(m, GT_GRU_W_HH), m->config.d, h_out, sc->gh);
-}
-
-/*
- * One slot of the GRU branch from its taps: c = conv1d, h_out = GRU(h_prev,
- * W_ih c), G = gate(c, h_out) — the per-request steps and a push, where a
- * GEMM over slots does not apply.  W_ih c comes from the input tables when
- * the model has them; c itself is needed for the gate either way.
- */
-static void
-gru_slot(const GlintruModel *m, const Taps *tp, const float *h_prev, float *h_out, float *G,
-		 const Scratch *sc)
-{
-	int			d = m->config.d;
-
-	slot_conv(m, tp, sc->slot_c, sc);
-	if (tabled(m))
-		tabled_gi(m, tp->row, sc->slot_gi);
-	else
-		glintru_linear(sc->slot_c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->slot_gi);
-	gru_step(m, sc->slot_gi, h_prev, h_out, sc);
-	gate_output(m, sc->slot_c, h_out, G, sc);
 }
 
 /*
@@ -406,10 +383,107 @@ item_projections(const GlintruModel *m, const int32_t *rows, int n, float *A, fl
 		glintru_linear(X, n, d, glintru_param(m, GT_ATT_V_W), glintru_param(m, GT_ATT_V_B), d, V);
 }
 
+/* The row at position p of a window of mlen items: the item, 0 in a padding slot, -1 before it or past L. */
+static inline int32_t
+position_row(const int32_t *win, int mlen, int L, int p)
+{
+	return p < 0 ? -1 : p < mlen ? win[p] : p < L ? 0 : -1;
+}
+
+/*
+ * Taps of the slots read by n ≤ 5 consecutive conv1d inputs rows[0..n-1]
+ * (rows as position_row gives them): tp[k] covers rows k … k+2.  dense1
+ * comes from the item tables or the padding vector, or is computed into
+ * sc->tap_a for a model without item tables.
+ */
+static void
+row_taps(const GlintruModel *m, const int32_t *rows, int n, Taps *tp, const Scratch *sc)
+{
+	const int	d = m->config.d;
+	const float *a[5];
+
+	for (int i = 0; i < n; i++)
+	{
+		if (rows[i] < 0)
+			a[i] = NULL;
+		else if (rows[i] == 0)
+			a[i] = glintru_pad_a(m);
+		else if (m->item_tables_off)
+			a[i] = glintru_item_tables(m, rows[i]);
+		else
+		{
+			item_projections(m, &rows[i], 1, sc->tap_a + (size_t) i * d, NULL, NULL, sc->X);
+			a[i] = sc->tap_a + (size_t) i * d;
+		}
+	}
+	for (int k = 0; k + 2 < n; k++)
+		for (int j = 0; j < 3; j++)
+		{
+			tp[k].a[j] = a[k + j];
+			tp[k].row[j] = a[k + j] ? rows[k + j] : -1;
+		}
+}
+
+/* c = conv1d of one slot's taps (one d × 3d GEMV). */
+static void
+slot_conv(const GlintruModel *m, const Taps *tp, float *c, const Scratch *sc)
+{
+	int			d = m->config.d;
+
+	glintru_conv3_column(tp->a[0], tp->a[1], tp->a[2], d, sc->slot_col);
+	glintru_linear(sc->slot_col, 1, 3 * d, glintru_param(m, GT_CONV1D_W), glintru_param(m, GT_CONV1D_B), d, c);
+}
+
+/* gi = W_ih·b + Σ_k T_k[row_k]: a slot's GRU input from the input tables. */
+static void
+tabled_gi(const GlintruModel *m, const int32_t row[3], float *gi)
+{
+	const int	d3 = 3 * m->config.d;
+	const float *t[3];
+
+	for (int k = 0; k < 3; k++)
+		t[k] = row[k] >= 0 ? glintru_input_tables(m, row[k]) + (size_t) k * d3 : NULL;
+	glintru_sum4(glintru_gi_bias(m), t[0], t[1], t[2], d3, gi);
+}
+
+/* h_out = GRU(h_prev, gi): the fused step, or the plain-loop oracle when glintru_use_blas is off. */
+static void
+gru_step(const GlintruModel *m, const float *gi, const float *h_prev, float *h_out, const Scratch *sc)
+{
+	if (glintru_use_blas)
+		glintru_gru_fused(gi, h_prev, glintru_whh_packed(m), m->config.d, h_out);
+	else
+		glintru_gru_step(gi, h_prev, glintru_param(m, GT_GRU_W_HH), m->config.d, h_out, sc->gh);
+}
+
+/*
+ * One slot of the GRU branch from its taps: h_out = GRU(h_prev, W_ih c) and,
+ * if G is not NULL, G = gate(c, h_out) — a push (no gate) and the
+ * per-request steps, where a GEMM over slots does not apply.  W_ih c comes
+ * from the input tables when the model has them; c = conv1d is then needed
+ * only for the gate.
+ */
+static void
+gru_slot(const GlintruModel *m, const Taps *tp, const float *h_prev, float *h_out, float *G,
+		 const Scratch *sc)
+{
+	int			d = m->config.d;
+
+	if (G || !tabled(m))
+		slot_conv(m, tp, sc->slot_c, sc);
+	if (tabled(m))
+		tabled_gi(m, tp->row, sc->slot_gi);
+	else
+		glintru_linear(sc->slot_c, 1, d, glintru_param(m, GT_GRU_W_IH), NULL, 3 * d, sc->slot_gi);
+	gru_step(m, sc->slot_gi, h_prev, h_out, sc);
+	if (G)
+		gate_output(m, sc->slot_c, h_out, G, sc);
+}
+
 /*
  * GRU inputs GI of the committed slots 0 … steps-1 from dense1 output A:
  * conv1d and W_ih as GEMMs over all slots at once (models without input
- * tables); C keeps conv1d's output for the gate.
+ * tables).
  */
 static void
 gru_inputs_gemm(const GlintruModel *m, const float *A, int steps, const Scratch *sc)
@@ -430,9 +504,9 @@ gru_inputs_tabled(const GlintruModel *m, const int32_t *win, int steps, const Sc
 {
 	for (int t = 0; t < steps; t++)
 	{
-		Taps		tp = window_taps(m, win, t);
+		const int32_t row[3] = {t > 0 ? win[t - 1] : -1, win[t], win[t + 1]};
 
-		tabled_gi(m, tp.row, sc->GI + (size_t) t * 3 * m->config.d);
+		tabled_gi(m, row, sc->GI + (size_t) t * 3 * m->config.d);
 	}
 }
 
@@ -457,100 +531,72 @@ gru_recur(const GlintruModel *m, int steps, float *h, const Scratch *sc)
 }
 
 /*
- * The committed part of a window's state (steps = m - 1): h = h_{steps-1}
- * and G its gate (both 0 if steps = 0), a_prev and a_last = dense1 of the
- * last two items (a_prev 0 for a single item).  With input tables nothing
- * window-wide is computed: conv1d runs at the last committed slot alone.
+ * h = h_{mlen-2} of a window (0 if mlen = 1): the rebuild.  With input
+ * tables nothing window-wide is computed; without, dense1, conv1d and W_ih
+ * are GEMMs over the window.  h may not be sc->h or sc->h_next.
  */
 static void
-gru_trunk(const GlintruModel *m, const int32_t *win, int steps, const StateView *v, const Scratch *sc)
+gru_rebuild(const GlintruModel *m, const int32_t *win, int mlen, float *h, const Scratch *sc)
 {
-	const int	d = m->config.d;
-	const float *A = sc->A,
-			   *c = sc->slot_c;
+	const int	steps = mlen - 1;
 
-	memset(v->G, 0, sizeof(float) * d);
-	memset(v->a_prev, 0, sizeof(float) * d);
 	if (tabled(m))
-	{
 		gru_inputs_tabled(m, win, steps, sc);
-		gru_recur(m, steps, v->h, sc);
-		if (steps > 0)
-		{
-			Taps		tp = window_taps(m, win, steps - 1);
-
-			slot_conv(m, &tp, sc->slot_c, sc);
-			memcpy(v->a_prev, tp.a[1], sizeof(float) * d);
-		}
-		memcpy(v->a_last, glintru_item_tables(m, win[steps]), sizeof(float) * d);
-	}
-	else
+	else if (steps > 0)
 	{
 		item_projections(m, win, steps + 1, sc->A, NULL, NULL, sc->X);
-		if (steps > 0)
-		{
-			gru_inputs_gemm(m, A, steps, sc);
-			c = sc->C + (size_t) (steps - 1) * d;
-			memcpy(v->a_prev, A + (size_t) (steps - 1) * d, sizeof(float) * d);
-		}
-		gru_recur(m, steps, v->h, sc);
-		memcpy(v->a_last, A + (size_t) steps * d, sizeof(float) * d);
+		gru_inputs_gemm(m, sc->A, steps, sc);
 	}
-	if (steps > 0)
-		gate_output(m, c, v->h, v->G, sc);
+	gru_recur(m, steps, h, sc);
 }
 
 /*
- * The GRU expert's output Y at slot m-1: conv1dforgru over G_{m-2} (from the
- * state) and the two slots the state could not commit, whose conv1d looks
- * ahead into padding (or past L, where it reads zero).
+ * The GRU expert's output Y at slot m-1 from h = h_{m-2}: conv1dforgru over
+ * G_{m-2} (recomputed from h and the last three items) and the two slots a
+ * state cannot commit, whose conv1d looks ahead into padding (or past L,
+ * where it reads zero).
  */
 static void
-gru_expert(const GlintruModel *m, const GlintruState *s, const Scratch *sc)
+gru_expert(const GlintruModel *m, const float *h, const int32_t *win, int mlen, const Scratch *sc)
 {
 	const int	d = m->config.d;
 	const int	L = m->config.max_seq_len;
-	const int	mlen = s->m;
-	const float *apad = glintru_pad_a(m);
-	StateView	v = state_view(s);
+	int32_t		rows[5];
+	Taps		tp[3];			/* slots m-2, m-1, m */
 
-	const int32_t *rows = glintru_state_rows(s);
-	Taps		tp;
-
-	/* slot m-1: its look-ahead is a padding slot, or past L */
-	set_tap(&tp, 0, mlen >= 2 ? v.a_prev : NULL, mlen >= 2 ? rows[mlen - 2] : -1);
-	set_tap(&tp, 1, v.a_last, rows[mlen - 1]);
-	set_tap(&tp, 2, mlen < L ? apad : NULL, 0);
-	gru_slot(m, &tp, v.h, sc->h1, sc->G1, sc);
-	if (mlen < L)
+	for (int i = 0; i < 5; i++)
+		rows[i] = position_row(win, mlen, L, mlen - 3 + i);
+	row_taps(m, rows, 5, tp, sc);
+	if (mlen >= 2)
 	{
-		/* slot m, a padding slot: looks ahead into padding, or past L */
-		set_tap(&tp, 0, v.a_last, rows[mlen - 1]);
-		set_tap(&tp, 1, apad, 0);
-		set_tap(&tp, 2, mlen + 1 < L ? apad : NULL, 0);
-		gru_slot(m, &tp, sc->h1, sc->h2, sc->G2, sc);
+		slot_conv(m, &tp[0], sc->slot_c, sc);
+		gate_output(m, sc->slot_c, h, sc->G0, sc);
 	}
 	else
+		memset(sc->G0, 0, sizeof(float) * d);
+	gru_slot(m, &tp[1], h, sc->h1, sc->G1, sc);
+	if (mlen < L)
+		gru_slot(m, &tp[2], sc->h1, sc->h2, sc->G2, sc);
+	else
 		memset(sc->G2, 0, sizeof(float) * d);
-	glintru_conv3_column(v.G, sc->G1, sc->G2, d, sc->gcol);
+	glintru_conv3_column(sc->G0, sc->G1, sc->G2, d, sc->gcol);
 	glintru_linear(sc->gcol, 1, 3 * d, glintru_param(m, GT_CONVG_W), glintru_param(m, GT_CONVG_B), d, sc->Y);
 }
 
 /*
- * Linear attention at slot m-1, per head: ctx = (Σ_t (q̂·k̂_t) v_t + (L-m)
- * (q̂·k̂_pad) v_pad) / √dh — the padding slots are identical, so they cost one
- * term; sums in double, as the reference.
+ * Linear attention at slot m-1 of the window rows[0..mlen-1], per head:
+ * ctx = (Σ_t (q̂·k̂_t) v_t + (L-m) (q̂·k̂_pad) v_pad) / √dh — the padding
+ * slots are identical, so they cost one term; sums in double, as the
+ * reference.
  */
 static void
-attention_context(const GlintruModel *m, const GlintruState *s, const float *q, float *ctx,
+attention_context(const GlintruModel *m, const int32_t *rows, int mlen, const float *q, float *ctx,
 				  const Scratch *sc)
 {
 	const int	d = m->config.d;
 	const int	H = m->config.n_heads;
 	const int	dh = d / H;
 	const int	L = m->config.max_seq_len;
-	const int	mlen = s->m;
-	const int32_t *rows = glintru_state_rows(s);
 	const float *kp = glintru_pad_khat(m),
 			   *vp = glintru_pad_v(m);
 	double		scale = 1.0 / sqrt((double) dh);
@@ -589,13 +635,13 @@ attention_context(const GlintruModel *m, const GlintruState *s, const float *q, 
 
 /* The attention expert's output A = LN_att(W_o ctx + b_o + x) at slot m-1, from its q̂ alone. */
 static void
-attention_expert(const GlintruModel *m, const GlintruState *s, const float *x, const Scratch *sc)
+attention_expert(const GlintruModel *m, const int32_t *win, int mlen, const float *x, const Scratch *sc)
 {
 	const int	d = m->config.d;
 
 	glintru_linear(x, 1, d, glintru_param(m, GT_ATT_Q_W), glintru_param(m, GT_ATT_Q_B), d, sc->q);
 	glintru_elu_l2_heads(sc->q, 1, d, m->config.n_heads);
-	attention_context(m, s, sc->q, sc->ctx, sc);
+	attention_context(m, win, mlen, sc->q, sc->ctx, sc);
 	glintru_linear(sc->ctx, 1, d, glintru_param(m, GT_ATT_O_W), glintru_param(m, GT_ATT_O_B), d, sc->att);
 	add_layernorm(sc->att, x, d, glintru_param(m, GT_ATT_LN_W), glintru_param(m, GT_ATT_LN_B),
 				  m->config.layer_norm_eps);
@@ -640,6 +686,19 @@ gated_mlp(const GlintruModel *m, const Scratch *sc, float *u)
 
 /* ---- the public passes ---- */
 
+/* u = U_{m-1} (SPEC §1) of a window and its h_{m-2}: the two experts, their mix, the gated MLP. */
+static void
+user_vector_at(const GlintruModel *m, const float *h, const int32_t *win, int mlen, float *u,
+			   const Scratch *sc)
+{
+	const float *x_last = glintru_param(m, GT_ITEM_EMBEDDING) + (size_t) win[mlen - 1] * m->config.d;
+
+	gru_expert(m, h, win, mlen, sc);
+	attention_expert(m, win, mlen, x_last, sc);
+	mix_experts(m, x_last, sc);
+	gated_mlp(m, sc, u);
+}
+
 /* A state from scratch: the GRU restarts at the window's first slot (SPEC §1). */
 void
 glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
@@ -647,74 +706,140 @@ glintru_state_build(const GlintruModel *m, const int32_t *rows, int64_t n,
 {
 	const int	L = m->config.max_seq_len;
 	const int	mlen = (int) (n < L ? n : L);
-	const int32_t *win = rows + (n - mlen);
+	Scratch		sc = scratch_carve(&m->config, scratch);
+	StateView	v = state_lay_window(m, rows, n, 0, out);
+
+	gru_rebuild(m, rows + (n - mlen), mlen, v.h, &sc);
+}
+
+/* The rows alone: what a deferred refresh mode records, with prev's h bytes kept. */
+void
+glintru_state_build_stale(const GlintruModel *m, const int32_t *rows, int64_t n,
+						  const GlintruState *prev, GlintruState *out)
+{
+	StateView	v = state_view(m, out);
+
+	if (prev == NULL)
+		memset(v.h, 0, sizeof(float) * (size_t) m->config.d);
+	else if (prev != out)
+		memcpy(v.h, state_view(m, prev).h, sizeof(float) * (size_t) m->config.d);
+	state_lay_window(m, rows, n, GLINTRU_STATE_STALE, out);
+}
+
+/* Pushes onto a fresh window with room: each new item commits exactly one GRU slot, m-1. */
+static void
+state_push(const GlintruModel *m, const StateView *v, const int32_t *rows, int nk, const Scratch *sc)
+{
+	const float *cur = v->h;
+	float	   *next = sc->h;
+
+	for (int i = 0; i < nk; i++)
+	{
+		const int	mlen = v->tr->m;
+		const int32_t taps_rows[3] = {mlen >= 2 ? *window_slot(v, mlen - 2) : -1, *window_slot(v, mlen - 1), rows[i]};
+		Taps		tp;
+
+		row_taps(m, taps_rows, 3, &tp, sc);
+		gru_slot(m, &tp, cur, next, NULL, sc);
+		*window_slot(v, mlen) = rows[i];
+		v->tr->m = mlen + 1;
+		cur = next;
+		next = cur == sc->h ? sc->h_next : sc->h;
+	}
+	if (nk > 0)
+		memcpy(v->h, cur, sizeof(float) * (size_t) m->config.d);
+}
+
+/* Write nk rows into the ring: into free slots while m < L, then each over the oldest (one slot each). */
+static void
+ring_write(StateView *v, const int32_t *rows, int64_t nk)
+{
+	for (int64_t i = 0; i < nk; i++)
+	{
+		GlintruStateTrailer *tr = v->tr;
+
+		if (tr->m < v->L)
+			*window_slot(v, tr->m++) = rows[i];
+		else
+		{
+			v->slots[v->L - 1 - tr->head] = rows[i];
+			tr->head = tr->head + 1 == v->L ? 0 : tr->head + 1;
+		}
+	}
+}
+
+/* h rebuilt over the state's window in place, and the state marked fresh; the slots stay as they are. */
+static void
+refresh_h(const GlintruModel *m, GlintruState *s, const Scratch *sc)
+{
+	StateView	v = state_view(m, s);
+	int32_t    *win = (int32_t *) sc->win;
+	int			mlen = glintru_state_window(m, s, win);
+
+	gru_rebuild(m, win, mlen, v.h, sc);
+	v.tr->flags &= ~GLINTRU_STATE_STALE;
+}
+
+/* Pushes while they fit a fresh window; else the ring takes the rows and h is rebuilt once, or deferred. */
+void
+glintru_state_advance(const GlintruModel *m, const GlintruState *in, const int32_t *rows, int64_t nk,
+					  bool defer, GlintruState *out, float *scratch)
+{
 	Scratch		sc = scratch_carve(&m->config, scratch);
 	StateView	v;
 
-	state_header(m, out, mlen);
-	v = state_view(out);
-	gru_trunk(m, win, mlen - 1, &v, &sc);
-	memcpy(glintru_state_rows(out), win, sizeof(int32_t) * mlen);
-}
-
-/* A new item gives slot m-1 its real look-ahead, so exactly one GRU slot commits. */
-void
-glintru_state_push(const GlintruModel *m, const GlintruState *in, int32_t row,
-				   GlintruState *out, float *scratch)
-{
-	const int	d = m->config.d;
-	const int	L = m->config.max_seq_len;
-	Scratch		sc = scratch_carve(&m->config, scratch);
-	StateView	vi,
-				vo;
-	Taps		tp;
-
-	if (in->m >= L)
+	memcpy(out, in, glintru_state_bytes(&m->config));
+	v = state_view(m, out);
+	if (!(v.tr->flags & GLINTRU_STATE_STALE) && v.tr->m + nk <= v.L)
 	{
-		/* the window slides: the GRU restarts at the new window start */
-		int32_t    *rows = (int32_t *) sc.slide_rows;
-
-		memcpy(rows, glintru_state_rows(in) + 1, sizeof(int32_t) * (L - 1));
-		rows[L - 1] = row;
-		glintru_state_build(m, rows, L, out, scratch);
+		state_push(m, &v, rows, (int) nk, &sc);
 		return;
 	}
-	state_header(m, out, in->m + 1);
-	vi = state_view(in);
-	vo = state_view(out);
-	item_projections(m, &row, 1, sc.a_new, NULL, NULL, sc.X);
-	set_tap(&tp, 0, in->m >= 2 ? vi.a_prev : NULL, in->m >= 2 ? glintru_state_rows(in)[in->m - 2] : -1);
-	set_tap(&tp, 1, vi.a_last, glintru_state_rows(in)[in->m - 1]);
-	set_tap(&tp, 2, sc.a_new, row);
-	gru_slot(m, &tp, vi.h, vo.h, vo.G, &sc);
-	memcpy(vo.a_prev, vi.a_last, sizeof(float) * d);
-	memcpy(vo.a_last, sc.a_new, sizeof(float) * d);
-	memcpy(glintru_state_rows(out), glintru_state_rows(in), sizeof(int32_t) * in->m);
-	glintru_state_rows(out)[in->m] = row;
+	ring_write(&v, rows, nk);
+	if (defer)
+		v.tr->flags |= GLINTRU_STATE_STALE;
+	else
+		refresh_h(m, out, &sc);
 }
 
-/* The user vector U_{m-1} (SPEC §1): the two experts, their mix, the gated MLP. */
+/* A stale state made fresh by a rebuild over its window; a fresh one is copied. */
+void
+glintru_state_refresh(const GlintruModel *m, const GlintruState *in, GlintruState *out, float *scratch)
+{
+	Scratch		sc = scratch_carve(&m->config, scratch);
+
+	if (out != in)
+		memcpy(out, in, glintru_state_bytes(&m->config));
+	if (glintru_state_stale(m, out))
+		refresh_h(m, out, &sc);
+}
+
+/* The user vector of a state; a stale one gets its h rebuilt in scratch first. */
 void
 glintru_state_user_vector(const GlintruModel *m, const GlintruState *s, float *u, float *scratch)
 {
-	const float *x_last = glintru_param(m, GT_ITEM_EMBEDDING) +
-		(size_t) glintru_state_rows(s)[s->m - 1] * m->config.d;
 	Scratch		sc = scratch_carve(&m->config, scratch);
+	int32_t    *win = (int32_t *) sc.win;
+	int			mlen = glintru_state_window(m, s, win);
+	const float *h = glintru_state_h(m, s);
 
-	gru_expert(m, s, &sc);
-	attention_expert(m, s, x_last, &sc);
-	mix_experts(m, x_last, &sc);
-	gated_mlp(m, &sc, u);
+	if (glintru_state_stale(m, s))
+	{
+		gru_rebuild(m, win, mlen, sc.h_state, &sc);
+		h = sc.h_state;
+	}
+	user_vector_at(m, h, win, mlen, u, &sc);
 }
 
-/* The from-scratch forward is build + user vector: one implementation of the model. */
+/* The from-scratch forward is the rebuild + user vector: one implementation of the model. */
 void
 glintru_forward_user_vector(const GlintruModel *m, const int32_t *rows, int64_t n,
 							float *u, float *scratch)
 {
+	const int	L = m->config.max_seq_len;
+	const int	mlen = (int) (n < L ? n : L);
 	Scratch		sc = scratch_carve(&m->config, scratch);
-	GlintruState *s = (GlintruState *) sc.state;
 
-	glintru_state_build(m, rows, n, s, scratch);
-	glintru_state_user_vector(m, s, u, scratch);
+	gru_rebuild(m, rows + (n - mlen), mlen, sc.h_state, &sc);
+	user_vector_at(m, sc.h_state, rows + (n - mlen), mlen, u, &sc);
 }

@@ -111,8 +111,14 @@ user_vector_from_state(const GlintruModel *m, int32 att_id, int64 user_id, float
 	memcpy(s, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
 	glintru_state_user_vector(m, s, u, scratch);
 	if (exclude)
-		for (int i = 0; i < s->m; i++)
-			exclude[glintru_state_rows(s)[i]] = 1;
+	{
+		int32	   *win = palloc(sizeof(int32) * m->config.max_seq_len);
+		int32		n = glintru_state_window(m, s, win);
+
+		for (int i = 0; i < n; i++)
+			exclude[win[i]] = 1;
+		pfree(win);
+	}
 	pfree(s);
 	pfree(b);
 	return true;

@@ -1,7 +1,8 @@
 /*
  * state.c — rows of glintru.user_state: one user's incremental state per
- * attachment (forward.h: h, G, dense1 of the last two items and the window's
- * rows) and the order value of the user's latest event.
+ * attachment (forward.h: the window's rows and the committed GRU state, in
+ * a blob of one fixed size per model, its changing bytes last) and the
+ * order value of the user's latest event.
  *
  * Concurrency: a writer locks the user's state row (as SELECT … FOR UPDATE
  * would) before it reads and rewrites it, so concurrent inserts for one user
@@ -41,11 +42,11 @@
 #include "schema.h"
 #include "state.h"
 
-/* Scratch space and two full-size states for computing states with model m. */
+/* Scratch space and two states for computing states with model m. */
 void
 glintru_work_init(GlintruWork *w, const GlintruModel *m)
 {
-	size_t		sb = glintru_state_bytes(&m->config, m->config.max_seq_len);
+	size_t		sb = glintru_state_bytes(&m->config);
 
 	w->m = m;
 	w->scratch = palloc_extended(sizeof(float) * glintru_forward_scratch_floats(&m->config), MCXT_ALLOC_HUGE);
@@ -389,7 +390,7 @@ glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int32 att_id, in
 					const GlintruLockedState *ls, const GlintruState *s, const GlintruConfig *cfg,
 					Datum last_order, bool last_null)
 {
-	size_t		len = glintru_state_bytes(cfg, s->m);
+	size_t		len = glintru_state_bytes(cfg);
 	bytea	   *b = palloc(VARHDRSZ + len);
 	TupleTableSlot *out = sr->out;
 	bool		lo_null;

@@ -26,7 +26,7 @@ typedef struct GlintruWork
 	const GlintruModel *m;
 	float	   *scratch;
 	GlintruState *a,
-			   *b;				/* two full-size states to ping-pong */
+			   *b;				/* two states (glintru_state_bytes each) */
 } GlintruWork;
 
 extern void glintru_work_init(GlintruWork *w, const GlintruModel *m);

@@ -4,9 +4,9 @@
  * application's writes to an attached interactions table.
  *
  * Events of one statement are grouped by user, so a multi-row INSERT or a
- * COPY writes each user's state once.  While a user's window is not full a
- * new item costs O(d²) (forward.h); a sliding window is rebuilt once per
- * statement.  An event older than the user's latest, a DELETE, an UPDATE of
+ * COPY writes each user's state once (glintru_state_advance, forward.h):
+ * while a user's window is not full a new item costs O(d²); a sliding
+ * window is rebuilt once per statement.  An event older than the user's latest, a DELETE, an UPDATE of
  * the user/item/order columns and TRUNCATE rebuild the affected users from
  * the table, so the state always equals a from-scratch computation.
  */
@@ -96,41 +96,6 @@ known_rows(const GlintruModel *m, const Event *ev, int n_ev, int32 *rows, int *l
 	return nk;
 }
 
-/* The state after nk new rows: pushes while the window has room, one rebuild once it slides. */
-static void
-advance_state(GlintruWork *w, const GlintruState *old, const int32 *rows, int nk)
-{
-	const GlintruModel *m = w->m;
-	const int	L = m->config.max_seq_len;
-
-	if (old->m + nk <= L)
-	{
-		const GlintruState *cur = old;
-
-		for (int i = 0; i < nk; i++)
-		{
-			GlintruState *next = (cur == w->a) ? w->b : w->a;
-
-			glintru_state_push(m, cur, rows[i], next, w->scratch);
-			cur = next;
-		}
-		if (cur != w->a)
-			memcpy(w->a, cur, glintru_state_bytes(&m->config, cur->m));
-	}
-	else
-	{
-		/* the window slides: one rebuild over its final contents */
-		int32	   *win = palloc(sizeof(int32) * L);
-		int			keep = L - nk > 0 ? L - nk : 0;
-		const int32 *prev = glintru_state_rows(old);
-
-		memcpy(win, prev + (old->m - keep), sizeof(int32) * keep);
-		memcpy(win + keep, rows + (nk - (L - keep)), sizeof(int32) * (L - keep));
-		glintru_state_build(m, win, L, w->a, w->scratch);
-		pfree(win);
-	}
-}
-
 /*
  * Apply one user's new events (sorted by order) to the state: pushes while
  * the window has room, one rebuild over the final window otherwise; a rebuild
@@ -168,7 +133,7 @@ apply_events(const Firing *f, const Event *ev, int n_ev)
 			return;
 		}
 		if (ls.exists)
-			advance_state(w, ls.state, rows, nk);
+			glintru_state_advance(m, ls.state, rows, nk, false, w->a, w->scratch);
 		else
 			glintru_state_build(m, rows, nk, w->a, w->scratch);
 		if (glintru_state_write(f->sr, f->t, f->att_id, user_id, &ls, w->a, &m->config,

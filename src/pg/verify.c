@@ -39,6 +39,23 @@ report(Verify *v, int64 user_id, const char *problem)
 	tuplestore_putvalues(v->rsinfo->setResult, v->rsinfo->setDesc, values, nulls);
 }
 
+/* NULL if two states hold the same window (oldest first), else what differs. */
+static char *
+window_difference(const GlintruModel *m, const GlintruState *stored, const GlintruState *built)
+{
+	int32	   *ws = palloc(sizeof(int32) * m->config.max_seq_len),
+			   *wt = palloc(sizeof(int32) * m->config.max_seq_len);
+	int32		ns = glintru_state_window(m, stored, ws),
+				nt = glintru_state_window(m, built, wt);
+	char	   *problem = NULL;
+
+	if (ns != nt || memcmp(ws, wt, sizeof(int32) * ns) != 0)
+		problem = psprintf("window differs: stored %d items, table %d", ns, nt);
+	pfree(ws);
+	pfree(wt);
+	return problem;
+}
+
 /* glintru_for_each_user() callback: compare the user's stored state with its rows' state. */
 static void
 verify_user(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bool last_null)
@@ -49,6 +66,7 @@ verify_user(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bo
 	float	   *u1 = palloc(sizeof(float) * m->config.d),
 			   *u2 = palloc(sizeof(float) * m->config.d);
 	GlintruState *s;
+	char	   *problem;
 	double		worst = 0;
 
 	(void) last;
@@ -66,10 +84,9 @@ verify_user(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bo
 	}
 	s = (GlintruState *) VARDATA_ANY(stored);
 	glintru_state_build(m, rows, n, v->w->a, v->w->scratch);
-	if (s->m != v->w->a->m ||
-		memcmp(glintru_state_rows(s), glintru_state_rows(v->w->a), sizeof(int32) * s->m) != 0)
+	if ((problem = window_difference(m, s, v->w->a)) != NULL)
 	{
-		report(v, user_id, psprintf("window differs: stored %d items, table %d", s->m, v->w->a->m));
+		report(v, user_id, problem);
 		return;
 	}
 	glintru_state_user_vector(m, s, u1, v->w->scratch);

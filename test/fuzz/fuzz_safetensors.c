@@ -6,7 +6,8 @@
  * Every input goes through glintru_safetensors_load().  An input the reader
  * accepts must also be safe to use and must survive a round trip, so for an
  * accepted model the target additionally
- *   - runs the forward pass (state build, one push, user vector, scores,
+ *   - runs the forward pass (state build, one advance deferred and eager,
+ *     user vectors of the stale and the fresh state, scores,
  *     top-k) on a short history derived from the input, and
  *   - writes the model with glintru_safetensors_write(), reads that back and
  *     insists on the same model, byte for byte (only has_item_ids may differ:
@@ -59,21 +60,25 @@ exercise(const GlintruModel *m, const uint8_t *data, size_t size)
 		rows[i] = (int32_t) (1 + (size > 0 ? data[(size_t) i * 7919 % size] : i) % items);
 
 	scratch = malloc(sizeof(float) * glintru_forward_scratch_floats(cfg));
-	s1 = malloc(glintru_state_bytes(cfg, L));
-	s2 = malloc(glintru_state_bytes(cfg, L));
+	s1 = malloc(glintru_state_bytes(cfg));
+	s2 = malloc(glintru_state_bytes(cfg));
 	u = malloc(sizeof(float) * (size_t) cfg->d);
 	scores = malloc(sizeof(float) * (size_t) cfg->n_rows);
 	exclude = calloc((size_t) cfg->n_rows, 1);
 	if (!scratch || !s1 || !s2 || !u || !scores || !exclude)
 		die("out of memory in the harness", NULL);
 
-	/* build over n-1 items, push the last (slides the window when n > L) */
+	/* build over n-1 items, advance by the last (slides the window when n > L), deferred too */
 	glintru_state_build(m, rows, n - 1, s1, scratch);
-	if (!glintru_state_valid(m, s1, glintru_state_bytes(cfg, s1->m)))
+	if (!glintru_state_valid(m, s1, glintru_state_bytes(cfg)))
 		die("glintru_state_build produced a state glintru_state_valid rejects", NULL);
-	glintru_state_push(m, s1, rows[n - 1], s2, scratch);
-	if (!glintru_state_valid(m, s2, glintru_state_bytes(cfg, s2->m)))
-		die("glintru_state_push produced a state glintru_state_valid rejects", NULL);
+	glintru_state_advance(m, s1, rows + n - 1, 1, true, s2, scratch);
+	if (!glintru_state_valid(m, s2, glintru_state_bytes(cfg)))
+		die("a deferred glintru_state_advance produced a state glintru_state_valid rejects", NULL);
+	glintru_state_user_vector(m, s2, u, scratch);
+	glintru_state_advance(m, s1, rows + n - 1, 1, false, s2, scratch);
+	if (!glintru_state_valid(m, s2, glintru_state_bytes(cfg)) || glintru_state_stale(m, s2))
+		die("glintru_state_advance produced a state glintru_state_valid rejects", NULL);
 	glintru_state_user_vector(m, s2, u, scratch);
 	glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), cfg->n_rows, cfg->d, u, scores);
 	for (int i = 0; i < n; i++)
