@@ -171,6 +171,7 @@ glintru_table_init(Relation rel, const GlintruAttachment *a, GlintruTable *t)
 				ocoll;
 
 	t->relid = RelationGetRelid(rel);
+	t->deferred = a->deferred;
 	t->qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											 RelationGetRelationName(rel));
 	t->user_att = column(rel, NameStr(a->user_col), "user", &t->user_type, NULL);

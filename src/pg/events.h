@@ -36,6 +36,7 @@ typedef struct GlintruOrderKey
 typedef struct GlintruTable
 {
 	Oid			relid;
+	bool		deferred;		/* attached with refresh => 'deferred' */
 	char	   *qualname;
 	const char *user_q,			/* quoted column names, for queries */
 			   *item_q,

@@ -474,6 +474,21 @@ typedef struct Rebuild
 	bool		written;		/* the write did not lose an insert race */
 } Rebuild;
 
+/*
+ * w->a = the state of a history as the table's mode wants it: a full window
+ * of a deferred table only records its rows (no model computation; prev's h
+ * bytes are kept, so the row's stored bytes change little), else computed.
+ */
+void
+glintru_state_compute(const GlintruTable *t, GlintruWork *w, const int32 *rows, int64 n,
+					  const GlintruState *prev)
+{
+	if (t->deferred && n >= w->m->config.max_seq_len)
+		glintru_state_build_stale(w->m, rows, n, prev, w->a);
+	else
+		glintru_state_build(w->m, rows, n, w->a, w->scratch);
+}
+
 /* glintru_for_each_user() callback: build the user's state from its rows and write it. */
 static void
 write_built_state(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bool last_null)
@@ -482,7 +497,7 @@ write_built_state(void *arg, int64 user_id, const int32 *rows, int64 n, Datum la
 	GlintruWork *w = r->w;
 
 	r->found = true;
-	glintru_state_build(w->m, rows, n, w->a, w->scratch);
+	glintru_state_compute(r->t, w, rows, n, r->ls->state);
 	r->written = glintru_state_write(r->sr, r->t, r->att_id, user_id, r->ls, w->a, &w->m->config,
 									 last, last_null);
 }

@@ -67,6 +67,8 @@ extern bool glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int3
 								const GlintruConfig *cfg, Datum last_order, bool last_null);
 extern void glintru_state_delete_all(int32 att_id);
 
+extern void glintru_state_compute(const GlintruTable *t, GlintruWork *w, const int32 *rows, int64 n,
+								  const GlintruState *prev);
 extern void glintru_state_rebuild_user(GlintruStateRel *sr, const GlintruTable *t, GlintruWork *w,
 									   int32 att_id, int64 user_id);
 extern int64 glintru_state_backfill(const GlintruTable *t, const GlintruModel *m, int32 att_id);

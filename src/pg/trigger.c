@@ -133,9 +133,9 @@ apply_events(const Firing *f, const Event *ev, int n_ev)
 			return;
 		}
 		if (ls.exists)
-			glintru_state_advance(m, ls.state, rows, nk, false, w->a, w->scratch);
+			glintru_state_advance(m, ls.state, rows, nk, f->t->deferred, w->a, w->scratch);
 		else
-			glintru_state_build(m, rows, nk, w->a, w->scratch);
+			glintru_state_compute(f->t, w, rows, nk, NULL);
 		if (glintru_state_write(f->sr, f->t, f->att_id, user_id, &ls, w->a, &m->config,
 								ev[last_known].order, ev[last_known].order_null))
 			return;

@@ -556,6 +556,8 @@ SELECT count(*) AS orphan_states FROM glintru.user_state WHERE attachment_id NOT
 -- the same items; glintru_refresh() makes the deferred states current
 CREATE TABLE ev_eager (user_id bigint, item_id bigint, ts bigint);
 CREATE TABLE ev_def (user_id bigint, item_id bigint, ts bigint);
+CREATE INDEX ON ev_eager (user_id, ts);
+CREATE INDEX ON ev_def (user_id, ts);
 SELECT glintru_attach('live_m', 'ev_def', refresh => 'lazy');
 SELECT glintru_attach('live_m', 'ev_eager') AS eager_users, glintru_attach('live_m', 'ev_def', refresh => 'deferred') AS deferred_users;
 SELECT relid, refresh FROM glintru.attachments WHERE relid IN ('ev_eager'::regclass, 'ev_def'::regclass) ORDER BY relid::text;
@@ -582,7 +584,7 @@ BEGIN READ ONLY;
 SELECT count(*) AS recommended FROM glintru_recommend(1, 5, true, 'ev_def');
 COMMIT;
 -- multi-row statements, out-of-order events, updates, deletes, a rollback
-SELECT pg_temp.both('INSERT INTO %s SELECT 1 + g % 3, pg_temp.item_of(100 + g), 100 + g FROM generate_series(1, 40) g');
+SELECT pg_temp.both('INSERT INTO %s SELECT 1 + mod(g, 3), pg_temp.item_of(100 + g), 100 + g FROM generate_series(1, 40) g');
 SELECT pg_temp.both('INSERT INTO %s VALUES (1, 190, 5), (3, 187, 50)');
 SELECT pg_temp.both('UPDATE %s SET item_id = 184 WHERE user_id = 2 AND ts = 119');
 SELECT pg_temp.both('DELETE FROM %s WHERE user_id = 3 AND ts > 130');
