@@ -16,7 +16,7 @@ SCRIPTS_built = build/glintru-train build/glintru-eval
 REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --load-extension=glintru
 # concurrency cases as isolationtester specs (test/specs, expected/)
-ISOLATION = same_user different_users model_swap attach_while_inserting stale_snapshot
+ISOLATION = same_user different_users model_swap attach_while_inserting stale_snapshot deferred
 ISOLATION_OPTS = --inputdir=test --load-extension=glintru
 
 # OpenBLAS, serial variant, pinned by path (see README: threads in backends hurt)
