@@ -270,12 +270,12 @@ out=$(q -f "$DIR/replace.sql" 2>&1) && [ "$(q -c "SELECT checksum FROM glintru_m
 verify "after the completed replacement" events
 check_agree "after the completed replacement" big ", interactions => 'big'"
 
-echo "== (a3) a deferred table: kill -9 during an INSERT … SELECT that slides windows, and during glintru_refresh"
+echo "== (a3) a deferred table (30,000 users): kill -9 during an INSERT … SELECT that slides windows, and during glintru_refresh"
 q -c "CREATE TABLE def (seq bigserial, user_id bigint, item_id bigint)" \
   -c "CREATE INDEX ON def (user_id, seq)" \
-  -c "INSERT INTO def (user_id, item_id) SELECT 1 + i % 3000, 103 + 3 * ((i * 13) % 30) FROM generate_series(0, 29999) i" \
+  -c "INSERT INTO def (user_id, item_id) SELECT 1 + i % 30000, 103 + 3 * ((i * 13) % 30) FROM generate_series(0, 299999) i" \
   -c "SELECT glintru_attach('m', 'def', order_column => 'seq', refresh => 'deferred')" >/dev/null || bad "create def"
-echo "INSERT INTO def (user_id, item_id) SELECT 1 + i % 3000, 103 + 3 * ((i * 7) % 30) FROM generate_series(0, 59999) i;" >"$DIR/def_insert.sql"
+echo "INSERT INTO def (user_id, item_id) SELECT 1 + i % 30000, 103 + 3 * ((i * 7) % 30) FROM generate_series(0, 59999) i;" >"$DIR/def_insert.sql"
 md5_before=$(q -c "$STATE_MD5")
 n_ready=$(ready_count); t=$(date +%s%N)
 kill_in_state_phase def_insert "$DIR/def_insert.sql" 'INSERT INTO def%'
