@@ -10,9 +10,14 @@
  *   build200  glintru_state_build over a full window (L = 200): what a
  *             window slide costs (the GRU restarts at the new window start)
  *   build100  glintru_state_build of a 100-item history
- *   push      glintru_state_push onto a 100-item window (short history)
+ *   push      glintru_state_advance by one item onto a 100-item window (short history)
  *   uvec      glintru_state_user_vector of a full window (serving)
  *   score     sgemv over the catalogue + top-10 (serving)
+ * the advances and refreshes of a full window (L = 200):
+ *   adv_slide   glintru_state_advance by one item, eager (the ring slot + a rebuild)
+ *   adv_defer   the same deferred (the ring slot only, the state left stale)
+ *   refresh     glintru_state_refresh of that stale state (a rebuild)
+ *   uvec_stale  glintru_state_user_vector of it (a rebuild in scratch + the user vector)
  * the same four on the GEMM path, the model's input tables switched off
  * (what a model too large for them runs), with "RATIO name x" lines:
  *   build200_gemm build100_gemm push_gemm uvec_gemm
@@ -25,6 +30,16 @@
  *   elu           glintru_elu_l2_heads over L x d keys (models without item tables)
  *   gemm          one L x d x d glintru_linear (the GEMM path's rebuild runs
  *                 conv L x 3d x d and W_ih L x d x 3d)
+ * and "STATEDIFF name bytes" lines: how many bytes of the stored state a
+ * HOT update's WAL record carries (log_heap_update logs the new tuple minus
+ * its longest common prefix and suffix with the old one, each counted only
+ * if >= 3 bytes), between consecutive states:
+ *   push_mean / push_max      eager pushes from 1 to 100 items (a short history)
+ *   slide_mean / slide_max    2L eager one-item slides of a full window
+ *   defer_mean / defer_max    2L deferred one-item slides
+ *   refresh                   a full window 7 deferred slides on, refreshed
+ * The state's share of the record; the tuple's other changed bytes (its
+ * last_order) and the record's headers come on top.
  *
  * Build (done by bench/live.sh):
  *   cc -O2 -std=c11 -D_GNU_SOURCE -I<openblas-serial include> -Isrc/core bench/live_core.c \
@@ -98,7 +113,76 @@ name_of(const char *name, const char *suffix)
 	return buf;
 }
 
-/* Load the model, time each piece, print RESULT / RATIO lines. */
+/* Bytes of new between the longest common prefix and suffix with old, as log_heap_update counts them. */
+static size_t
+logged_bytes(const void *old, const void *new, size_t len)
+{
+	const uint8_t *o = old,
+			   *n = new;
+	size_t		prefix = 0,
+				suffix = 0;
+
+	while (prefix < len && o[prefix] == n[prefix])
+		prefix++;
+	if (prefix < 3)
+		prefix = 0;
+	while (suffix < len - prefix && o[len - suffix - 1] == n[len - suffix - 1])
+		suffix++;
+	if (suffix < 3)
+		suffix = 0;
+	return len - prefix - suffix;
+}
+
+/* Print one STATEDIFF pair (mean, max) over a run of consecutive states. */
+static void
+print_diffs(const char *name, double sum, size_t worst, int n)
+{
+	printf("STATEDIFF %s_mean %.0f\nSTATEDIFF %s_max %zu\n", name, sum / n, name, worst);
+}
+
+/* The STATEDIFF lines (see the top): consecutive stored states of a short history and of slides. */
+static void
+state_diffs(const GlintruModel *m, const int32_t *rows, float *scratch)
+{
+	const int	L = m->config.max_seq_len;
+	const size_t sb = glintru_state_bytes(&m->config);
+	GlintruState *a = malloc(sb),
+			   *b = malloc(sb),
+			   *t;
+	const int	n_short = L > 100 ? 100 : L;
+	double		sum = 0;
+	size_t		worst = 0;
+
+	glintru_state_build(m, rows, 1, a, scratch);
+	for (int p = 1; p < n_short; p++, t = a, a = b, b = t)
+	{
+		glintru_state_advance(m, a, rows + p, 1, false, b, scratch);
+		sum += (double) logged_bytes(a, b, sb);
+		worst = logged_bytes(a, b, sb) > worst ? logged_bytes(a, b, sb) : worst;
+	}
+	print_diffs("push", sum, worst, n_short - 1);
+	for (int defer = 0; defer < 2; defer++)
+	{
+		sum = 0;
+		worst = 0;
+		glintru_state_build(m, rows, L, a, scratch);
+		for (int p = L; p < 3 * L; p++, t = a, a = b, b = t)
+		{
+			glintru_state_advance(m, a, rows + p % (2 * L), 1, defer, b, scratch);
+			sum += (double) logged_bytes(a, b, sb);
+			worst = logged_bytes(a, b, sb) > worst ? logged_bytes(a, b, sb) : worst;
+		}
+		print_diffs(defer ? "defer" : "slide", sum, worst, 2 * L);
+	}
+	glintru_state_build(m, rows, L, a, scratch);
+	glintru_state_advance(m, a, rows + L, 7, true, b, scratch);
+	glintru_state_refresh(m, b, a, scratch);
+	printf("STATEDIFF refresh %zu\n", logged_bytes(b, a, sb));
+	free(a);
+	free(b);
+}
+
+/* Load the model, time each piece, print RESULT / RATIO / STATEDIFF lines. */
 int
 main(int argc, char **argv)
 {
@@ -133,7 +217,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: live_core MODEL SECONDS\n");
 		return 2;
 	}
-	secs = atof(argv[2]) / 16;	/* sixteen measurements */
+	secs = atof(argv[2]) / 20;	/* twenty measurements */
 	if (!(f = fopen(argv[1], "rb")))
 	{
 		perror(argv[1]);
@@ -155,8 +239,8 @@ main(int argc, char **argv)
 	L = c->max_seq_len;
 	d = c->d;
 	scratch = malloc(sizeof(float) * glintru_forward_scratch_floats(c));
-	a = malloc(glintru_state_bytes(c, L));
-	b = malloc(glintru_state_bytes(c, L));
+	a = malloc(glintru_state_bytes(c));
+	b = malloc(glintru_state_bytes(c));
 	rows = malloc(sizeof(int32_t) * 2 * L);
 	u = malloc(sizeof(float) * d);
 	scores = malloc(sizeof(float) * c->n_rows);
@@ -173,7 +257,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < d; i++)
 		h[i] = X[i] / 2;
 	printf("INFO items %lld d %d heads %d L %d state_bytes(L) %zu input_tables %s fused_step %s\n",
-		   (long long) c->n_rows - 1, d, c->n_heads, L, glintru_state_bytes(c, L),
+		   (long long) c->n_rows - 1, d, c->n_heads, L, glintru_state_bytes(c),
 		   m->input_tables_off ? "yes" : "no", glintru_use_simd(true) ? "avx2+fma" : "plain C");
 
 	/* the four serving calls, then again on the GEMM path: this model without its input tables */
@@ -190,7 +274,7 @@ main(int argc, char **argv)
 		TIME_US(name_of("build100", sfx), secs, glintru_state_build(m, rows, 100, a, scratch));
 		us[1] = last_us;
 		glintru_state_build(m, rows, 100, a, scratch);
-		TIME_US(name_of("push", sfx), secs, glintru_state_push(m, a, rows[150], b, scratch));
+		TIME_US(name_of("push", sfx), secs, glintru_state_advance(m, a, rows + 150, 1, false, b, scratch));
 		us[2] = last_us;
 		glintru_state_build(m, rows, L, a, scratch);
 		TIME_US(name_of("uvec", sfx), secs, glintru_state_user_vector(m, a, u, scratch));
@@ -198,14 +282,21 @@ main(int argc, char **argv)
 		m->input_tables_off = saved;
 		if (mode)
 			break;
-		for (int i = 0; i < a->m; i++)
-			seen[glintru_state_rows(a)[i]] = 1;
+		for (int i = glintru_state_window(m, a, (int32_t *) X) - 1; i >= 0; i--)
+			seen[((int32_t *) X)[i]] = 1;
 		TIME_US("score", secs,
 				glintru_score_items(glintru_param(m, GT_ITEM_EMBEDDING), c->n_rows, d, u, scores);
 				glintru_top_k(scores, c->n_rows, seen, 10, best));
 	}
 	for (int i = 0; i < 4; i++)
 		printf("RATIO %s %.2f\n", serving[i], gemm[i] / tabled[i]);
+	/* a full window: advanced eagerly, deferred, refreshed; the user vector of a stale one */
+	glintru_state_build(m, rows, L, a, scratch);
+	TIME_US("adv_slide", secs, glintru_state_advance(m, a, rows + L, 1, false, b, scratch));
+	TIME_US("adv_defer", secs, glintru_state_advance(m, a, rows + L, 1, true, b, scratch));
+	TIME_US("refresh", secs, glintru_state_refresh(m, b, a, scratch));
+	TIME_US("uvec_stale", secs, glintru_state_user_vector(m, b, u, scratch));
+	state_diffs(m, rows, scratch);
 	/* pieces of build200 */
 	TIME_US("gru_step", secs, glintru_gru_fused(K, h, glintru_whh_packed(m), d, ho));
 	TIME_US("gru_step_c", secs, glintru_gru_fused_c(K, h, glintru_whh_packed(m), d, ho));

@@ -548,6 +548,23 @@ test_valid(const GlintruModel *m, float *scratch, const char *dir)
 	free(rows);
 }
 
+/* The safetensors writer round trip: the same parameters, the same ids. */
+static void
+check_round_trip(const GlintruModel *m, const char *dir)
+{
+	char		err[512];
+	size_t		l2;
+	uint8_t    *b2 = glintru_safetensors_write(m, &l2);
+	GlintruModel *m2 = glintru_safetensors_load(b2, l2, err, sizeof(err));
+
+	check(m2 && m2->total_bytes == m->total_bytes &&
+		  memcmp(glintru_params(m), glintru_params(m2), m->layout.n_params * 4) == 0 &&
+		  memcmp(glintru_item_ids(m), glintru_item_ids(m2), (size_t) m->config.n_rows * 8) == 0,
+		  "writer round trip", dir, -1);
+	free(b2);
+	free(m2);
+}
+
 static void
 run_dir(const char *dir)
 {
@@ -581,19 +598,7 @@ run_dir(const char *dir)
 	if (!m)
 		return;
 
-	/* writer round trip: same parameters, same ids */
-	{
-		size_t		l2;
-		uint8_t    *b2 = glintru_safetensors_write(m, &l2);
-		GlintruModel *m2 = glintru_safetensors_load(b2, l2, err, sizeof(err));
-
-		check(m2 && m2->total_bytes == m->total_bytes &&
-			  memcmp(glintru_params(m), glintru_params(m2), m->layout.n_params * 4) == 0 &&
-			  memcmp(glintru_item_ids(m), glintru_item_ids(m2), (size_t) m->config.n_rows * 8) == 0,
-			  "writer round trip", dir, -1);
-		free(b2);
-		free(m2);
-	}
+	check_round_trip(m, dir);
 
 	/* the state format and the advances on a long random history */
 	long_scratch = malloc(sizeof(float) * glintru_forward_scratch_floats(&m->config));
