@@ -66,7 +66,11 @@ passed=$((passed + np)); failed=$((failed + nf))
 if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
 
 echo "== shell-driven tests (concurrency, hot standby, crashes, fuzzing)"
-for t in test/layers.sh test/concurrency.sh test/model_swap.sh test/memory.sh test/replica.sh test/crash.sh test/fuzz/run.sh; do
+# the Debian package (built, apt-installed, pg_regress against it) only when
+# asked (CI does): it replaces this tree's make install with the package
+pkg_test=""
+[ "${GLINTRU_TEST_PACKAGE:-0}" = 1 ] && pkg_test=test/package.sh
+for t in test/layers.sh test/concurrency.sh test/model_swap.sh test/memory.sh test/replica.sh test/crash.sh test/fuzz/run.sh $pkg_test; do
   if [ -f "$t" ]; then
     out=$(bash "$t" 2>&1); rc=$?
     echo "$out" | grep -E '^(ok|FAILED)' | sed "s|^|  |"
