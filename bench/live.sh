@@ -298,7 +298,7 @@ VERIFY_DEF2=$(q -c "SELECT count(*) FROM glintru_verify_state('t_def')")
 log "numeric core alone (bench/live_core)"
 "$W/bin/live_core" "$MODEL" 10 >"$W/core.txt"
 declare -A CORE
-while read -r _ k v; do CORE[$k]=$v; done < <(grep '^RESULT' "$W/core.txt")
+while read -r _ k v; do CORE[$k]=$v; done < <(grep -E '^(RESULT|STATEDIFF)' "$W/core.txt")
 log "done measuring"
 
 # ---- table ----
@@ -315,7 +315,7 @@ echo
 echo "glintru live state + glintru_recommend — $(nproc) cores, shared machine; ratios are from this one run"
 echo "load average at start: $LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "source: $SRCDESC"
-echo "model ml1m-shape: 3416 items, d 64, 4 heads, L 200; state of a full window $(grep '^INFO' "$W/core.txt" | awk '{print $NF}') bytes"
+echo "model ml1m-shape: 3416 items, d 64, 4 heads, L 200; state $(grep '^INFO' "$W/core.txt" | awk '{for (i = 1; i < NF; i++) if ($i == "state_bytes(L)") print $(i + 1)}') bytes (every state of the model), fused GRU step $(grep '^INFO' "$W/core.txt" | awk '{print $NF}')"
 echo "data: ML-1M, $NROWS rows, $NUSERS users; its $NMOVIES movie ids REMAPPED onto the model's synthetic ids"
 echo "      (1000 + 7·((dense_rank − 1) mod 3416 + 1), $NITEMS items), so that every event hits a known item."
 echo "tables: (user_id bigint, item_id bigint, ts bigint) + btree (user_id, ts); fsync=off, synchronous_commit=off"
@@ -379,6 +379,12 @@ printf '   %-44s %10s\n' "window slide: state_build of L = 200 items" "$(f1 "${C
   "  ELU + L2 of the L×d keys (no item tables)" "$(f1 "${CORE[elu]}")" \
   "state_build of 100 items" "$(f1 "${CORE[build100]}")" \
   "push onto a 100-item window (short history)" "$(f1 "${CORE[push]}")" \
+  "advance of a full window by one item, eager" "$(f1 "${CORE[adv_slide]}")" \
+  "  the same, deferred (ring slot only)" "$(f2 "${CORE[adv_defer]}")" \
+  "  glintru_state_refresh of a stale full window" "$(f1 "${CORE[refresh]}")" \
+  "user vector of a stale full window (deferred)" "$(f1 "${CORE[uvec_stale]}")" \
+  "state bytes a HOT update logs: push mean/max" "${CORE[push_mean]}/${CORE[push_max]}" \
+  "  slide mean/max (eager = deferred)" "${CORE[slide_mean]}/${CORE[slide_max]}" \
   "user vector of a full window (serving)" "$(f1 "${CORE[uvec]}")" \
   "sgemv over 3417 rows + top-10 (serving)" "$(f1 "${CORE[score]}")"
 echo
