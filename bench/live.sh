@@ -298,7 +298,7 @@ VERIFY_DEF2=$(q -c "SELECT count(*) FROM glintru_verify_state('t_def')")
 log "numeric core alone (bench/live_core)"
 "$W/bin/live_core" "$MODEL" 10 >"$W/core.txt"
 declare -A CORE
-while read -r _ k v; do CORE[$k]=$v; done < <(grep -E '^(RESULT|STATEDIFF)' "$W/core.txt")
+while read -r _ k v; do CORE[$k]=$v; done < <(grep '^RESULT' "$W/core.txt"; sed -n 's/^STATEDIFF /STATEDIFF wal_/p' "$W/core.txt")
 log "done measuring"
 
 # ---- table ----
@@ -383,8 +383,8 @@ printf '   %-44s %10s\n' "window slide: state_build of L = 200 items" "$(f1 "${C
   "  the same, deferred (ring slot only)" "$(f2 "${CORE[adv_defer]}")" \
   "  glintru_state_refresh of a stale full window" "$(f1 "${CORE[refresh]}")" \
   "user vector of a stale full window (deferred)" "$(f1 "${CORE[uvec_stale]}")" \
-  "state bytes a HOT update logs: push mean/max" "${CORE[push_mean]}/${CORE[push_max]}" \
-  "  slide mean/max (eager = deferred)" "${CORE[slide_mean]}/${CORE[slide_max]}" \
+  "state bytes a HOT update logs: push mean/max" "${CORE[wal_push_mean]}/${CORE[wal_push_max]}" \
+  "  slide mean/max (eager = deferred)" "${CORE[wal_slide_mean]}/${CORE[wal_slide_max]}" \
   "user vector of a full window (serving)" "$(f1 "${CORE[uvec]}")" \
   "sgemv over 3417 rows + top-10 (serving)" "$(f1 "${CORE[score]}")"
 echo
