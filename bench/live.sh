@@ -231,7 +231,7 @@ q <<SQL
 CREATE TABLE hist200 AS
   SELECT array_agg(1000 + 7 * (1 + (g * 7919) % 3416)::bigint ORDER BY g) AS h FROM generate_series(1, 200) g;
 CREATE FUNCTION bench_loop(what text, secs float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
-DECLARE t0 timestamptz; n int := 0; el float8; u bigint;
+DECLARE t0 timestamptz; n int := 0; el float8; u bigint; kk int;
 BEGIN
   t0 := clock_timestamp();
   LOOP
@@ -239,7 +239,8 @@ BEGIN
     IF what = 'rec' THEN PERFORM count(*) FROM glintru_recommend(u, 10, interactions => 't_live');
     ELSIF what IN ('long', 'deferred') THEN
       -- a user with a full window: eager (state current) or deferred (window computed on request)
-      u := (SELECT user_id FROM long_users WHERE k = 1 + floor(random() * $NLONG)::int);
+      kk := 1 + floor(random() * $NLONG)::int;   -- drawn once, not per row of the scan
+      u := (SELECT user_id FROM long_users WHERE k = kk);
       PERFORM count(*) FROM glintru_recommend(u, 10, interactions => CASE what WHEN 'long' THEN 't_live' ELSE 't_def' END::regclass);
     ELSIF what = 'hist200' THEN
       PERFORM count(*) FROM glintru_recommend_history('m', (SELECT h FROM hist200), 10);
