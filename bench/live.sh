@@ -71,7 +71,7 @@ bench_build
 bench_core_tool live_core
 
 # ---- cluster ----
-bench_cluster fsync=off synchronous_commit=off full_page_writes=on shared_buffers=256MB max_wal_size=8GB checkpoint_timeout=1h jit=off
+bench_cluster fsync=off synchronous_commit=off full_page_writes=on shared_buffers=256MB max_wal_size=8GB checkpoint_timeout=1h jit=off wal_keep_size=8GB
 # run SQL with \timing, print the milliseconds of the last statement
 timed() { psql -X -q -v ON_ERROR_STOP=1 -c '\timing on' "$@" | awk '/^Time:/ {t = $2} END {print t}'; }
 
@@ -189,7 +189,7 @@ chmod 644 "$W"/*.sql
 prep() { q -c "VACUUM ANALYZE glintru.user_state" -c "VACUUM ANALYZE t_plain" -c "VACUUM ANALYZE t_live" -c "VACUUM ANALYZE t_def" -c "CHECKPOINT"; }
 # the cases of section 1: kind, table, clients
 CASES="short:t_plain:1 short:t_live:1 long:t_plain:1 long:t_live:1 long:t_def:1 short4:t_plain:4 short4:t_live:4"
-declare -A WALB WALN
+declare -A WALB WALN WALR
 stat_upd() { q -F ' ' -c "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'glintru.user_state'::regclass"; }
 CH=$(( (ISECS + ROUNDS - 1) / ROUNDS ))
 log "single-row INSERT: $ROUNDS rounds of ($CASES), pgbench -M prepared -T $CH each"
@@ -200,7 +200,11 @@ for r in $(seq "$ROUNDS"); do
     lsn0=$(q -c "SELECT pg_current_wal_insert_lsn()")
     # each round: fresh short users, and long-user events later than every earlier one
     pgb "$kind.$t" "$nc" "$CH" "$W/${kind}_$t.sql" -D n=0 -D ubase=$((10000000 + r * 1000000)) -D tsbase=$((1000000000 + r * 100000000))
-    WALB[$kind.$t]=$(( ${WALB[$kind.$t]:-0} + $(q -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn0')::bigint") ))
+    lsn1=$(q -c "SELECT pg_current_wal_insert_lsn()")
+    WALB[$kind.$t]=$(( ${WALB[$kind.$t]:-0} + $(q -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint") ))
+    # the same range without full-page images (the first change of a page after the
+    # CHECKPOINT before each chunk): the records the rows themselves cost
+    WALR[$kind.$t]=$(( ${WALR[$kind.$t]:-0} + $(as_pg "$PGBIN/pg_waldump" --stats -p "$W/data/pg_wal" -s "$lsn0" -e "$lsn1" 2>/dev/null | awk '$1 == "Total" {print $3 + 0}') ))
     WALN[$kind.$t]=$(( ${WALN[$kind.$t]:-0} + $(tail -1 "$W/chunks.txt" | awk '{print $4 + 0}') ))
   done
   log "  round $r: $(for c in $CASES; do k=${c%:*}; k=${k/:/.}; grep "^$k " "$W/chunks.txt" | tail -1 | awk '{printf "%s %.0f/s  ", $1, $2}'; done)"
@@ -210,6 +214,7 @@ for c in $CASES; do
   k=${c%:*}; k=${k/:/.}
   INS[$k]=$(med "$k")
   WALB[$k]=$(( ${WALB[$k]} / (${WALN[$k]} > 0 ? ${WALN[$k]} : 1) ))
+  WALR[$k]=$(( ${WALR[$k]} / (${WALN[$k]} > 0 ? ${WALN[$k]} : 1) ))
 done
 sleep 1   # statistics are flushed at the end of transactions, at most once per second
 read -r UPD HOTUPD < <(stat_upd)
@@ -277,9 +282,11 @@ LOOP_LONG=$(q -c "SELECT round(bench_loop('long', $SECS / 4.0)::numeric, 1)")
 LOOP_DEF=$(q -c "SELECT round(bench_loop('deferred', $SECS / 4.0)::numeric, 1)")
 LOOP_H200=$(q -c "SELECT round(bench_loop('hist200', $SECS / 4.0)::numeric, 1)")
 DEF_SAME=$(q -c "SELECT count(*) FROM (SELECT user_id FROM long_users ORDER BY k LIMIT 50) l WHERE
-  (SELECT array_agg(item_id ORDER BY score DESC, item_id) FROM glintru_recommend(l.user_id, 10, interactions => 't_live'))
+  (SELECT array_agg(item_id ORDER BY score DESC, item_id) FROM glintru_recommend(l.user_id, 10, interactions => 't_def'))
   IS NOT DISTINCT FROM
-  (SELECT array_agg(item_id ORDER BY score DESC, item_id) FROM glintru_recommend(l.user_id, 10, interactions => 't_def'))")
+  (SELECT array_agg(item_id ORDER BY score DESC, item_id) FROM glintru_recommend_history('m',
+     (SELECT array_agg(item_id ORDER BY ts) FROM (SELECT item_id, ts FROM t_def WHERE user_id = l.user_id
+                                                   ORDER BY ts DESC LIMIT 200) w), 10))")
 BATCH_MS=$(q -c "SELECT round(bench_batch(1000, $SECS / 2.0)::numeric, 2)")
 BATCH_ROWS=$(q -c "SELECT count(*) FROM glintru_recommend_batch(ARRAY(SELECT g::bigint FROM generate_series(1, 1000) g), 10, interactions => 't_live')")
 SAME=$(q -c "SELECT count(*) FROM generate_series(1, 50) u WHERE
@@ -323,12 +330,13 @@ echo "tables: (user_id bigint, item_id bigint, ts bigint) + btree (user_id, ts);
 echo
 echo "1. single-row INSERT, pgbench -c 1 -M prepared, ${ISECS}s per case in $ROUNDS alternating chunks, median chunk"
 echo "   (rows/s = tps; ms = mean latency incl. the client round trip)"
-printf '   %-44s %10s %10s %10s %10s %10s %11s\n' case "plain r/s" "live r/s" "live/plain" "plain ms" "live ms" "WAL B/row"
+printf '   %-44s %10s %10s %10s %10s %10s %11s %13s\n' case "plain r/s" "live r/s" "live/plain" "plain ms" "live ms" "WAL B/row" "w/o FPI B/row"
 # row: label kind table (live/deferred) against the plain table of the same kind
 row1() {
   local p=${INS[$2.t_plain]} l=${INS[$2.$3]}
-  printf '   %-44s %10s %10s %10s %10s %10s %11s\n' "$1" "$(f1 "$(tps "$p")")" "$(f1 "$(tps "$l")")" \
-    "$(ratio "$(tps "$l")" "$(tps "$p")")" "$(f3 "$(lat "$p")")" "$(f3 "$(lat "$l")")" "${WALB[$2.t_plain]}/${WALB[$2.$3]}"
+  printf '   %-44s %10s %10s %10s %10s %10s %11s %13s\n' "$1" "$(f1 "$(tps "$p")")" "$(f1 "$(tps "$l")")" \
+    "$(ratio "$(tps "$l")" "$(tps "$p")")" "$(f3 "$(lat "$p")")" "$(f3 "$(lat "$l")")" "${WALB[$2.t_plain]}/${WALB[$2.$3]}" \
+    "${WALR[$2.t_plain]}/${WALR[$2.$3]}"
 }
 row1 "short (< L): fresh users, 100 events each" short t_live
 row1 "long (>= L): $NLONG full-window users, eager" long t_live
@@ -369,7 +377,7 @@ echo "   batch == single for $SAME/50 users; target: < 200 µs per call in-datab
 printf '   %-44s %10s %10s\n' "full-window user, eager state (loop)" "" "$(awk -v a="$LOOP_LONG" 'BEGIN {printf "%.3f", a / 1000}')"
 printf '   %-44s %10s %10s   target <= 0.4 ms\n' "full-window user, deferred state (loop)" "" "$(awk -v a="$LOOP_DEF" 'BEGIN {printf "%.3f", a / 1000}')"
 printf '   %-44s %10s %10s   target <= 0.4 ms\n' "glintru_recommend_history, 200 items (loop)" "" "$(awk -v a="$LOOP_H200" 'BEGIN {printf "%.3f", a / 1000}')"
-echo "   deferred == eager top-10 for $DEF_SAME/50 full-window users"
+echo "   deferred state == glintru_recommend_history of the window: top-10 equal for $DEF_SAME/50 full-window users"
 echo
 echo "4. numeric core alone (bench/live_core: same code outside the server, µs per call, median of 5)"
 printf '   %-44s %10s\n' "window slide: state_build of L = 200 items" "$(f1 "${CORE[build200]}")" \
