@@ -323,6 +323,23 @@ user_vector(const GlintruModel *m, const int32 *rows, int64 n)
 }
 
 /*
+ * The user vector of the request's history, or NULL if it has no item the
+ * model knows; its known rows in *rows_out / *n_out when asked.
+ */
+static float *
+history_user_vector(const GlintruModel *m, const Request *r, int32 **rows_out, int64 *n_out)
+{
+	int64		n;
+	int32	   *rows = history_rows(m, r->history, &n);
+
+	if (rows_out)
+		*rows_out = rows;
+	if (n_out)
+		*n_out = n;
+	return n > 0 ? user_vector(m, rows, n) : NULL;
+}
+
+/*
  * Serve a request from the attachment the optional interactions argument
  * (argument att_arg) names, or the only one: fn runs with the model its
  * states were built with.
@@ -548,12 +565,10 @@ static void
 user_vector_pinned(const GlintruModel *m, void *arg)
 {
 	Request    *r = arg;
-	int64		n;
-	int32	   *rows = history_rows(m, r->history, &n);
+	float	   *u = history_user_vector(m, r, NULL, NULL);
 
-	if (n > 0)
+	if (u)
 	{
-		float	   *u = user_vector(m, rows, n);
 		Datum	   *d = palloc(sizeof(Datum) * m->config.d);
 
 		for (int i = 0; i < m->config.d; i++)
@@ -584,7 +599,8 @@ recommend_history_pinned(const GlintruModel *m, void *arg)
 {
 	Request    *r = arg;
 	int64		n;
-	int32	   *rows = history_rows(m, r->history, &n);
+	int32	   *rows;
+	float	   *u = history_user_vector(m, r, &rows, &n);
 	int			kk = top_count(m, r->k);
 	GlintruScored *best = palloc(sizeof(GlintruScored) * kk);
 	Filter		f;
@@ -594,8 +610,8 @@ recommend_history_pinned(const GlintruModel *m, void *arg)
 	/* the seen items are known here: a set to exclude like the exclude argument */
 	if (r->exclude_seen)
 		filter_exclude_rows(&f, rows, n);
-	if (n > 0)
-		nb = rank_filtered(m, user_vector(m, rows, n), &f, exclusion_mask(m, &f, false), kk, best);
+	if (u)
+		nb = rank_filtered(m, u, &f, exclusion_mask(m, &f, false), kk, best);
 	else
 		nb = rank_popular(m, &f, kk, best);	/* no known history */
 	put_items(r->rsinfo, m, best, nb, false, (Datum) 0);
@@ -698,11 +714,7 @@ glintru_score(PG_FUNCTION_ARGS)
 static void
 score_history_pinned(const GlintruModel *m, void *arg)
 {
-	Request    *r = arg;
-	int64		n;
-	int32	   *rows = history_rows(m, r->history, &n);
-
-	put_scores(r, m, n > 0 ? user_vector(m, rows, n) : NULL);
+	put_scores(arg, m, history_user_vector(m, arg, NULL, NULL));
 }
 
 /* SQL glintru_score_history(model, history, items): the score of each given item after a history. */
