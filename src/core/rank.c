@@ -125,14 +125,34 @@ row_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Sorting first makes duplicates adjacent and later subtractions a merge. */
+/*
+ * Sorting first makes duplicates adjacent and later subtractions a merge.
+ * A list that is a sizeable part of the catalogue (a large exclude set) is
+ * sorted through a bitmap of the rows instead: O(n + n_rows / 8), where
+ * qsort's O(n log n) comparisons through a function pointer dominated.
+ */
 int64_t
-glintru_rows_sort_unique(int32_t *rows, int64_t n)
+glintru_rows_sort_unique(int32_t *rows, int64_t n, int64_t n_rows)
 {
 	int64_t		w = 0;
 
 	if (n <= 0)
 		return 0;
+	if (n_rows > 0 && n >= n_rows / 32)
+	{
+		uint64_t   *bits = calloc((size_t) (n_rows + 63) / 64, sizeof(uint64_t));
+
+		if (bits != NULL)
+		{
+			for (int64_t i = 0; i < n; i++)
+				bits[rows[i] >> 6] |= (uint64_t) 1 << (rows[i] & 63);
+			for (int64_t b = 0; b < (n_rows + 63) / 64; b++)
+				for (uint64_t x = bits[b]; x != 0; x &= x - 1)
+					rows[w++] = (int32_t) (b * 64 + __builtin_ctzll(x));
+			free(bits);
+			return w;
+		}
+	}
 	qsort(rows, (size_t) n, sizeof(int32_t), row_cmp);
 	for (int64_t i = 0; i < n; i++)
 		if (w == 0 || rows[i] != rows[w - 1])

@@ -34,8 +34,11 @@ int			glintru_top_k(const float *scores, int64_t n_rows, const uint8_t *exclude,
 int			glintru_top_k_rows(const float *scores, const int32_t *rows, int64_t n,
 							   const uint8_t *exclude, int k, GlintruScored *out);
 
-/* Sort rows ascending and drop duplicates in place; returns the new count. */
-int64_t		glintru_rows_sort_unique(int32_t *rows, int64_t n);
+/*
+ * Sort rows (each in [0, n_rows)) ascending and drop duplicates in place;
+ * returns the new count.  n_rows 0: no bound known (always qsort).
+ */
+int64_t		glintru_rows_sort_unique(int32_t *rows, int64_t n, int64_t n_rows);
 
 /*
  * Remove from rows (sorted, unique) every row of minus (sorted, unique), in

@@ -207,7 +207,7 @@ filter_rows(const GlintruModel *m, ArrayType *arr, const char *what, int64 *n_ou
 			rows[k++] = rows[i];
 	pfree(elems);
 	pfree(nulls);
-	*n_out = glintru_rows_sort_unique(rows, k);
+	*n_out = glintru_rows_sort_unique(rows, k, m->config.n_rows);
 	return rows;
 }
 
@@ -226,9 +226,9 @@ filter_init(Filter *f, const GlintruModel *m, const Request *r)
 	}
 }
 
-/* Exclude n more rows (a history's seen items): from the candidates, or added to the exclude set. */
+/* Exclude n more rows of a model of f_rows rows (a history's seen items): from the candidates, or added to the exclude set. */
 static void
-filter_exclude_rows(Filter *f, const int32 *rows, int64 n)
+filter_exclude_rows(Filter *f, const int32 *rows, int64 n, int64 f_rows)
 {
 	int32	   *more;
 	int64		nm;
@@ -239,14 +239,14 @@ filter_exclude_rows(Filter *f, const int32 *rows, int64 n)
 	memcpy(more, rows, sizeof(int32) * n);
 	if (f->restricted)
 	{
-		nm = glintru_rows_sort_unique(more, n);
+		nm = glintru_rows_sort_unique(more, n, f_rows);
 		f->n_cand = glintru_rows_subtract(f->cand, f->n_cand, more, nm);
 		pfree(more);
 		return;
 	}
 	if (f->n_excl > 0)
 		memcpy(more + n, f->excl, sizeof(int32) * f->n_excl);
-	f->n_excl = glintru_rows_sort_unique(more, n + f->n_excl);
+	f->n_excl = glintru_rows_sort_unique(more, n + f->n_excl, f_rows);
 	f->excl = more;
 }
 
@@ -609,7 +609,7 @@ recommend_history_pinned(const GlintruModel *m, void *arg)
 	filter_init(&f, m, r);
 	/* the seen items are known here: a set to exclude like the exclude argument */
 	if (r->exclude_seen)
-		filter_exclude_rows(&f, rows, n);
+		filter_exclude_rows(&f, rows, n, m->config.n_rows);
 	if (u)
 		nb = rank_filtered(m, u, &f, exclusion_mask(m, &f, false), kk, best);
 	else

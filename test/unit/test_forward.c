@@ -320,8 +320,8 @@ test_candidates(void)
 					mask[rows[i]] = 1;
 				for (int i = 0; i < nm; i++)
 					mask[minus[i]] = 0;
-				nu = glintru_rows_sort_unique(rows, c);
-				nu = glintru_rows_subtract(rows, nu, minus, glintru_rows_sort_unique(minus, nm));
+				nu = glintru_rows_sort_unique(rows, c, t % 2 ? n : 0);	/* bitmap or qsort */
+				nu = glintru_rows_subtract(rows, nu, minus, glintru_rows_sort_unique(minus, nm, t % 3 ? n : 0));
 				for (int64_t i = 0; i < nu; i++)
 					sets &= mask[rows[i]] == 1 && (i == 0 || rows[i - 1] < rows[i]);
 				{
