@@ -38,6 +38,57 @@ LANGUAGE C VOLATILE;
 REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_refresh(regclass, bigint) FROM PUBLIC;
 
+-- business filters and item scoring: candidates / exclude, glintru_score*
+-- New trailing parameters change a function's signature, which CREATE OR
+-- REPLACE cannot do (it would add an overload, and calls with the old
+-- arguments would become ambiguous): drop and create.  A DROP fails if a
+-- user's view or function depends on the old signature — that is wanted:
+-- the upgrade stops instead of dropping the user's objects (no CASCADE).
+-- Privileges granted or revoked on the old functions by the administrator
+-- do not carry over; the defaults (EXECUTE for PUBLIC) apply again.
+
+DROP FUNCTION glintru_recommend_history(text, bigint[], integer, boolean);
+-- not STRICT: NULL candidates / exclude mean "no filter"; a NULL model,
+-- history, k or exclude_seen still returns no rows (checked in C)
+CREATE FUNCTION glintru_recommend_history(model text, history bigint[], k integer DEFAULT 10,
+                                          exclude_seen boolean DEFAULT true,
+                                          candidates bigint[] DEFAULT NULL,
+                                          exclude bigint[] DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend_history'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+
+DROP FUNCTION glintru_recommend(bigint, integer, boolean, regclass);
+CREATE FUNCTION glintru_recommend(user_id bigint, k integer DEFAULT 10,
+                                  exclude_seen boolean DEFAULT true,
+                                  interactions regclass DEFAULT NULL,
+                                  candidates bigint[] DEFAULT NULL,
+                                  exclude bigint[] DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend'
+LANGUAGE C STABLE ROWS 10;
+
+DROP FUNCTION glintru_recommend_batch(bigint[], integer, boolean, regclass);
+CREATE FUNCTION glintru_recommend_batch(user_ids bigint[], k integer DEFAULT 10,
+                                        exclude_seen boolean DEFAULT true,
+                                        interactions regclass DEFAULT NULL,
+                                        candidates bigint[] DEFAULT NULL,
+                                        exclude bigint[] DEFAULT NULL)
+RETURNS TABLE(user_id bigint, item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_recommend_batch'
+LANGUAGE C STABLE;
+
+-- new in 0.2.0
+CREATE FUNCTION glintru_score_history(model text, history bigint[], items bigint[])
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_score_history'
+LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 10;
+
+CREATE FUNCTION glintru_score(user_id bigint, items bigint[], interactions regclass DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_score'
+LANGUAGE C STABLE ROWS 10;
+
 -- every attached table: triggers and states again, in the 0.2.0 format
 SELECT glintru_attach(m.name, a.relid, a.user_column, a.item_column, a.order_column)
 FROM glintru.attachments a JOIN glintru.models m ON m.id = a.model_id

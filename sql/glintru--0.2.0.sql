@@ -74,10 +74,19 @@ RETURNS real[]
 AS 'MODULE_PATHNAME', 'glintru_user_vector'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
+-- not STRICT: NULL candidates / exclude mean "no filter"; a NULL model,
+-- history, k or exclude_seen still returns no rows (checked in C)
 CREATE FUNCTION glintru_recommend_history(model text, history bigint[], k integer DEFAULT 10,
-                                          exclude_seen boolean DEFAULT true)
+                                          exclude_seen boolean DEFAULT true,
+                                          candidates bigint[] DEFAULT NULL,
+                                          exclude bigint[] DEFAULT NULL)
 RETURNS TABLE(item_id bigint, score real)
 AS 'MODULE_PATHNAME', 'glintru_recommend_history'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+
+CREATE FUNCTION glintru_score_history(model text, history bigint[], items bigint[])
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_score_history'
 LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 10;
 
 -- Loading, replacing and dropping models changes what every session serves.
@@ -159,17 +168,26 @@ LANGUAGE C VOLATILE;
 
 CREATE FUNCTION glintru_recommend(user_id bigint, k integer DEFAULT 10,
                                   exclude_seen boolean DEFAULT true,
-                                  interactions regclass DEFAULT NULL)
+                                  interactions regclass DEFAULT NULL,
+                                  candidates bigint[] DEFAULT NULL,
+                                  exclude bigint[] DEFAULT NULL)
 RETURNS TABLE(item_id bigint, score real)
 AS 'MODULE_PATHNAME', 'glintru_recommend'
 LANGUAGE C STABLE ROWS 10;
 
 CREATE FUNCTION glintru_recommend_batch(user_ids bigint[], k integer DEFAULT 10,
                                         exclude_seen boolean DEFAULT true,
-                                        interactions regclass DEFAULT NULL)
+                                        interactions regclass DEFAULT NULL,
+                                        candidates bigint[] DEFAULT NULL,
+                                        exclude bigint[] DEFAULT NULL)
 RETURNS TABLE(user_id bigint, item_id bigint, score real)
 AS 'MODULE_PATHNAME', 'glintru_recommend_batch'
 LANGUAGE C STABLE;
+
+CREATE FUNCTION glintru_score(user_id bigint, items bigint[], interactions regclass DEFAULT NULL)
+RETURNS TABLE(item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_score'
+LANGUAGE C STABLE ROWS 10;
 
 REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_refresh(regclass, bigint) FROM PUBLIC;

@@ -405,6 +405,122 @@ gru_fused_avx2(const float *gi, const float *h_prev, const float *packed, int d,
 
 #endif							/* GLINTRU_X86_SIMD */
 
+/*
+ * Scoring has its own kernel rather than sgemv: a BLAS kernel sums a row in
+ * an order that depends on where the row sits in the call (blocks of 4 rows,
+ * a remainder path), so a candidate list scored on its own would differ in
+ * the last bits from the catalogue scan.  Here every row is summed the same
+ * way wherever it is: 8 lanes, lane l taking the elements i ≡ l (mod 8) in
+ * order (products rounded, then added: no FMA, which a plain-C twin without
+ * FMA hardware could not match), then ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)).
+ */
+
+/* The fixed lane reduction of one row's partial sums. */
+static inline float
+lanes_sum(const float *a)
+{
+	return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* The elements past the last full block of 8 go to lanes 0, 1, … as in the blocks. */
+static inline float
+row_tail(float *a, const float *e, const float *u, int i, int d)
+{
+	for (; i < d; i++)
+		a[i & 7] += e[i] * u[i];
+	return lanes_sum(a);
+}
+
+/* Row r of E: row i of the call, or rows[i] when a list is given. */
+static inline const float *
+score_row_ptr(const float *E, int d, const int32_t *rows, int64_t i)
+{
+	return E + (size_t) (rows ? rows[i] : i) * d;
+}
+
+/* Plain-C twin of the scoring kernel: the same lanes and order (the oracle of the SIMD one). */
+static void
+score_rows_c(const float *E, int d, const float *u, const int32_t *rows, int64_t n, float *scores)
+{
+	for (int64_t j = 0; j < n; j++)
+	{
+		const float *e = score_row_ptr(E, d, rows, j);
+		float		a[8] = {0};
+		int			i = 0;
+
+		for (; i + 8 <= d; i += 8)
+			for (int l = 0; l < 8; l++)
+				a[l] += e[i + l] * u[i + l];
+		scores[j] = row_tail(a, e, u, i, d);
+	}
+}
+
+#ifdef GLINTRU_X86_SIMD
+/* The lanes of one row after its full blocks, then its tail (AVX2, no FMA: see above). */
+__attribute__((target("avx2"))) static inline float
+avx2_finish(__m256 acc, const float *e, const float *u, int d8, int d)
+{
+	float		a[8];
+
+	_mm256_storeu_ps(a, acc);
+	return row_tail(a, e, u, d8, d);
+}
+
+/* Four rows at a time: four independent add chains hide the add latency of one row. */
+__attribute__((target("avx2"))) static void
+score_rows_avx2(const float *E, int d, const float *u, const int32_t *rows, int64_t n, float *scores)
+{
+	const int	d8 = d & ~7;
+	int64_t		j = 0;
+
+	for (; j + 4 <= n; j += 4)
+	{
+		const float *e0 = score_row_ptr(E, d, rows, j),
+				   *e1 = score_row_ptr(E, d, rows, j + 1),
+				   *e2 = score_row_ptr(E, d, rows, j + 2),
+				   *e3 = score_row_ptr(E, d, rows, j + 3);
+		__m256		a0 = _mm256_setzero_ps(),
+					a1 = a0,
+					a2 = a0,
+					a3 = a0;
+
+		for (int i = 0; i < d8; i += 8)
+		{
+			__m256		x = _mm256_loadu_ps(u + i);
+
+			a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(e0 + i), x));
+			a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(e1 + i), x));
+			a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(e2 + i), x));
+			a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(e3 + i), x));
+		}
+		scores[j] = avx2_finish(a0, e0, u, d8, d);
+		scores[j + 1] = avx2_finish(a1, e1, u, d8, d);
+		scores[j + 2] = avx2_finish(a2, e2, u, d8, d);
+		scores[j + 3] = avx2_finish(a3, e3, u, d8, d);
+	}
+	for (; j < n; j++)
+	{
+		const float *e = score_row_ptr(E, d, rows, j);
+		__m256		a = _mm256_setzero_ps();
+
+		for (int i = 0; i < d8; i += 8)
+			a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(e + i), _mm256_loadu_ps(u + i)));
+		scores[j] = avx2_finish(a, e, u, d8, d);
+	}
+}
+#endif							/* GLINTRU_X86_SIMD */
+
+/* The selected scoring kernel; plain C until glintru_use_simd upgrades it. */
+static void (*score_rows_impl) (const float *, int, const float *, const int32_t *, int64_t, float *) = score_rows_c;
+
+/* One indirect call per request: the pointer is chosen once. */
+void
+glintru_score_rows(const float *E, int d, const float *u, const int32_t *rows, int64_t n,
+				   float *scores)
+{
+	score_rows_impl(E, d, u, rows, n, scores);
+}
+
 /* The selected fused step; plain C until glintru_use_simd upgrades it. */
 static void (*gru_fused_impl) (const float *, const float *, const float *, int, float *) = glintru_gru_fused_c;
 
@@ -424,12 +540,14 @@ glintru_use_simd(bool on)
 	if (on && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
 	{
 		gru_fused_impl = gru_fused_avx2;
+		score_rows_impl = score_rows_avx2;
 		return true;
 	}
 #else
 	(void) on;
 #endif
 	gru_fused_impl = glintru_gru_fused_c;
+	score_rows_impl = score_rows_c;
 	return false;
 }
 
@@ -489,30 +607,17 @@ glintru_conv3_column(const float *prev, const float *cur, const float *next, int
 	}
 }
 
-/* Blocks of 2^24 rows, because sgemv's dimensions are int and catalogues need not fit. */
+/* The plain-C twin, callable by tests whatever glintru_use_simd selected. */
+void
+glintru_score_rows_c(const float *E, int d, const float *u, const int32_t *rows, int64_t n,
+					 float *scores)
+{
+	score_rows_c(E, d, u, rows, n, scores);
+}
+
+/* The whole catalogue through the same kernel as a candidate list: equal scores, bit for bit. */
 void
 glintru_score_items(const float *E, int64_t n_rows, int d, const float *u, float *scores)
 {
-	if (glintru_use_blas)
-	{
-		/* sgemv takes int dimensions: walk very large tables in blocks */
-		const int64_t block = 1 << 24;
-
-		for (int64_t r0 = 0; r0 < n_rows; r0 += block)
-		{
-			int			nr = (int) (n_rows - r0 < block ? n_rows - r0 : block);
-
-			cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, d, 1.0f, E + r0 * d, d, u, 1,
-						0.0f, scores + r0, 1);
-		}
-		return;
-	}
-	for (int64_t j = 0; j < n_rows; j++)
-	{
-		double		acc = 0.0;
-
-		for (int i = 0; i < d; i++)
-			acc += (double) E[j * d + i] * u[i];
-		scores[j] = (float) acc;
-	}
+	glintru_score_rows(E, d, u, NULL, n_rows, scores);
 }

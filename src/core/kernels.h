@@ -123,8 +123,25 @@ void		glintru_sum4(const float *b, const float *x0, const float *x1, const float
 void		glintru_conv3_column(const float *prev, const float *cur, const float *next,
 								 int d, float *col);
 
-/* scores[j] = E[j] · u for j in [0, n_rows). */
+/*
+ * scores[j] = E[j] · u for j in [0, n_rows): glintru_score_rows over every
+ * row, so that a row scores the same bits in a full scan as in a list.
+ */
 void		glintru_score_items(const float *E, int64_t n_rows, int d, const float *u,
 								float *scores);
+
+/*
+ * scores[i] = E[rows[i]] · u for i in [0, n) (rows NULL: row i), each row
+ * summed in one fixed order whatever its position or the list's length (8
+ * lanes, no FMA), so a gathered candidate list scores exactly as the
+ * catalogue scan.  O(n·d).  SIMD (AVX2) or its plain-C twin, per
+ * glintru_use_simd; both give identical results.
+ */
+void		glintru_score_rows(const float *E, int d, const float *u, const int32_t *rows,
+							   int64_t n, float *scores);
+
+/* The plain-C twin of glintru_score_rows, whatever glintru_use_simd selected (tests). */
+void		glintru_score_rows_c(const float *E, int d, const float *u, const int32_t *rows,
+								 int64_t n, float *scores);
 
 #endif							/* GLINTRU_KERNELS_H */

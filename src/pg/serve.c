@@ -1,9 +1,11 @@
 /*
- * serve.c — the serving SQL functions: glintru_recommend() and
- * glintru_recommend_batch() from the stored state of an attached table's
- * users, glintru_recommend_history() and glintru_user_vector() from a
- * history given in the call.  A user or history with nothing the model
- * knows gets the most popular items.
+ * serve.c — the serving SQL functions: glintru_recommend(),
+ * glintru_recommend_batch() and glintru_score() from the stored state of an
+ * attached table's users, glintru_recommend_history(), glintru_score_history()
+ * and glintru_user_vector() from a history given in the call.  A user or
+ * history with nothing the model knows gets the most popular items.  The
+ * recommend functions take business filters: candidates (rank only these,
+ * scoring only their rows) and exclude (never return these).
  */
 #include "postgres.h"
 
@@ -35,7 +37,20 @@ typedef struct Request
 	int			n_users;
 	ArrayType  *history;		/* glintru_recommend_history, glintru_user_vector */
 	ArrayType  *result;			/* glintru_user_vector */
+	ArrayType  *candidates;		/* NULL: the whole catalogue */
+	ArrayType  *exclude;		/* NULL: nothing beyond exclude_seen */
+	ArrayType  *items;			/* glintru_score, glintru_score_history */
 } Request;
+
+/* A request's filters as model rows, resolved once the model is pinned. */
+typedef struct Filter
+{
+	bool		restricted;		/* candidates given: rank only cand */
+	int32	   *cand;			/* sorted, unique, known, excluded rows removed */
+	int64		n_cand;
+	int32	   *excl;			/* sorted, unique, known */
+	int64		n_excl;
+} Filter;
 
 /* ---- shared pieces ---- */
 
@@ -124,39 +139,181 @@ user_vector_from_state(const GlintruModel *m, int32 att_id, int64 user_id, float
 	return true;
 }
 
-/* History array → known item rows (unknown ids skipped). */
+/* An item-id array argument, deconstructed; multi-dimensional arrays are an error. */
+static int
+id_array(ArrayType *arr, const char *what, const char *hint, Datum **elems, bool **nulls)
+{
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what),
+				 hint ? errhint("%s", hint) : 0));
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, elems, nulls, &n);
+	return n;
+}
+
+/* The row of each element of an id array: -1 for a NULL or an id the model does not know. */
+static int32 *
+id_rows(const GlintruModel *m, ArrayType *arr, const char *what, const char *hint, int *n_out,
+		Datum **elems, bool **nulls)
+{
+	int			n = id_array(arr, what, hint, elems, nulls);
+	int32	   *rows = palloc(sizeof(int32) * (n > 0 ? n : 1));
+
+	for (int i = 0; i < n; i++)
+		rows[i] = (*nulls)[i] ? -1 : (int32) glintru_item_row(m, DatumGetInt64((*elems)[i]));
+	*n_out = n;
+	return rows;
+}
+
+/* History array → known item rows, in order (unknown ids skipped, NULLs an error). */
 static int32 *
 history_rows(const GlintruModel *m, ArrayType *arr, int64 *n_out)
 {
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
-	int32	   *rows;
+	int32	   *rows = id_rows(m, arr, "history", NULL, &n, &elems, &nulls);
 	int64		k = 0;
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("history must be a one-dimensional array")));
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
-	rows = palloc(sizeof(int32) * (n > 0 ? n : 1));
 	for (int i = 0; i < n; i++)
 	{
-		int64		r;
-
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("history must not contain null item ids"),
 					 errdetail("Element %d is null.", i + 1)));
-		r = glintru_item_row(m, DatumGetInt64(elems[i]));
-		if (r > 0)
-			rows[k++] = (int32) r;
+		if (rows[i] > 0)
+			rows[k++] = rows[i];
 	}
 	pfree(elems);
 	pfree(nulls);
 	*n_out = k;
 	return rows;
+}
+
+/*
+ * A filter array → its known rows, sorted and unique: a filter is a set, so
+ * order and duplicates do not matter, and NULL elements and unknown ids,
+ * which name no item of the model, are ignored.
+ */
+static int32 *
+filter_rows(const GlintruModel *m, ArrayType *arr, const char *what, int64 *n_out)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int32	   *rows = id_rows(m, arr, what, "Pass a flat bigint[] of item ids.", &n, &elems, &nulls);
+	int64		k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (rows[i] > 0)
+			rows[k++] = rows[i];
+	pfree(elems);
+	pfree(nulls);
+	*n_out = glintru_rows_sort_unique(rows, k, m->config.n_rows);
+	return rows;
+}
+
+/* The request's candidates and exclude as rows; the candidates lose the excluded rows here, once. */
+static void
+filter_init(Filter *f, const GlintruModel *m, const Request *r)
+{
+	memset(f, 0, sizeof(*f));
+	if (r->exclude)
+		f->excl = filter_rows(m, r->exclude, "exclude", &f->n_excl);
+	if (r->candidates)
+	{
+		f->restricted = true;
+		f->cand = filter_rows(m, r->candidates, "candidates", &f->n_cand);
+		f->n_cand = glintru_rows_subtract(f->cand, f->n_cand, f->excl, f->n_excl);
+	}
+}
+
+/* Exclude n more rows of a model of f_rows rows (a history's seen items): from the candidates, or added to the exclude set. */
+static void
+filter_exclude_rows(Filter *f, const int32 *rows, int64 n, int64 f_rows)
+{
+	int32	   *more;
+	int64		nm;
+
+	if (n == 0)
+		return;
+	more = palloc(sizeof(int32) * (n + f->n_excl));
+	memcpy(more, rows, sizeof(int32) * n);
+	if (f->restricted)
+	{
+		nm = glintru_rows_sort_unique(more, n, f_rows);
+		f->n_cand = glintru_rows_subtract(f->cand, f->n_cand, more, nm);
+		pfree(more);
+		return;
+	}
+	if (f->n_excl > 0)
+		memcpy(more + n, f->excl, sizeof(int32) * f->n_excl);
+	f->n_excl = glintru_rows_sort_unique(more, n + f->n_excl, f_rows);
+	f->excl = more;
+}
+
+/*
+ * The byte mask of excluded rows a ranking reads, or NULL if it excludes
+ * nothing: the exclude rows marked for a catalogue scan (a candidate list
+ * has lost them already), and room for the window when window is set.
+ */
+static uint8 *
+exclusion_mask(const GlintruModel *m, const Filter *f, bool window)
+{
+	uint8	   *mask;
+
+	if (!window && (f->restricted || f->n_excl == 0))
+		return NULL;
+	mask = palloc_extended(m->config.n_rows, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	if (!f->restricted)
+		for (int64 i = 0; i < f->n_excl; i++)
+			mask[f->excl[i]] = 1;
+	return mask;
+}
+
+/*
+ * The kk best items for user vector u under the filter, skipping mask[row]
+ * != 0 (NULL: none): a candidate list scores only its rows, O(|list|·d), with
+ * the kernel of the catalogue scan, so the scores are the same bits.
+ */
+static int
+rank_filtered(const GlintruModel *m, const float *u, const Filter *f, const uint8 *mask, int kk,
+			  GlintruScored *best)
+{
+	float	   *scores;
+	int			nb;
+
+	if (!f->restricted)
+		return rank_vector(m, u, mask, kk, best);
+	scores = palloc_extended(sizeof(float) * Max(f->n_cand, 1), MCXT_ALLOC_HUGE);
+	glintru_score_rows(glintru_param(m, GT_ITEM_EMBEDDING), m->config.d, u, f->cand, f->n_cand, scores);
+	nb = glintru_top_k_rows(scores, f->cand, f->n_cand, mask, kk, best);
+	pfree(scores);
+	return nb;
+}
+
+/* The kk most popular items under the filter, scored by popularity: what a user without state is served. */
+static int
+rank_popular(const GlintruModel *m, const Filter *f, int kk, GlintruScored *best)
+{
+	const float *pop = glintru_popularity(m);
+	float	   *scores;
+	int			nb;
+
+	if (!f->restricted)
+		return glintru_popular_top_k_excluding(m, kk, f->excl, f->n_excl, best);
+	if (pop == NULL)
+		return 0;				/* as without filters: nothing to say */
+	scores = palloc_extended(sizeof(float) * Max(f->n_cand, 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < f->n_cand; i++)
+		scores[i] = pop[f->cand[i]];
+	nb = glintru_top_k_rows(scores, f->cand, f->n_cand, NULL, kk, best);
+	pfree(scores);
+	return nb;
 }
 
 /* The user vector of a history of known item rows. */
@@ -172,15 +329,32 @@ user_vector(const GlintruModel *m, const int32 *rows, int64 n)
 }
 
 /*
+ * The user vector of the request's history, or NULL if it has no item the
+ * model knows; its known rows in *rows_out / *n_out when asked.
+ */
+static float *
+history_user_vector(const GlintruModel *m, const Request *r, int32 **rows_out, int64 *n_out)
+{
+	int64		n;
+	int32	   *rows = history_rows(m, r->history, &n);
+
+	if (rows_out)
+		*rows_out = rows;
+	if (n_out)
+		*n_out = n;
+	return n > 0 ? user_vector(m, rows, n) : NULL;
+}
+
+/*
  * Serve a request from the attachment the optional interactions argument
- * (argument 3) names, or the only one: fn runs with the model its states
- * were built with.
+ * (argument att_arg) names, or the only one: fn runs with the model its
+ * states were built with.
  */
 static void
-serve_attached(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn)
+serve_attached(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn, int att_arg)
 {
-	GlintruAttachment a = glintru_attachment_resolve(!PG_ARGISNULL(3),
-													 PG_ARGISNULL(3) ? InvalidOid : PG_GETARG_OID(3));
+	GlintruAttachment a = glintru_attachment_resolve(!PG_ARGISNULL(att_arg),
+													 PG_ARGISNULL(att_arg) ? InvalidOid : PG_GETARG_OID(att_arg));
 
 	r->att_id = a.id;
 	InitMaterializedSRF(fcinfo, 0);
@@ -198,6 +372,20 @@ request_init(Request *r, FunctionCallInfo fcinfo)
 	check_k(r->k);
 }
 
+/*
+ * The optional candidates and exclude arguments (argno, argno + 1): absent
+ * when an older SQL declaration calls this library, or NULL, they filter
+ * nothing.
+ */
+static void
+request_filters(Request *r, FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		r->candidates = PG_GETARG_ARRAYTYPE_P(argno);
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		r->exclude = PG_GETARG_ARRAYTYPE_P(argno + 1);
+}
+
 /* ---- from stored state ---- */
 
 /* glintru_recommend() with the model pinned. */
@@ -208,14 +396,17 @@ recommend_pinned(const GlintruModel *m, void *arg)
 	int			kk = top_count(m, r->k);
 	GlintruScored *best = palloc(sizeof(GlintruScored) * kk);
 	float	   *u = palloc(sizeof(float) * m->config.d);
-	uint8	   *exclude = r->exclude_seen
-		? palloc_extended(m->config.n_rows, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO) : NULL;
+	Filter		f;
+	uint8	   *exclude;
 	int			nb;
 
-	if (user_vector_from_state(m, r->att_id, r->user_id, u, forward_scratch(m), exclude))
-		nb = rank_vector(m, u, exclude, kk, best);
+	filter_init(&f, m, r);
+	exclude = exclusion_mask(m, &f, r->exclude_seen);
+	if (user_vector_from_state(m, r->att_id, r->user_id, u, forward_scratch(m),
+							   r->exclude_seen ? exclude : NULL))
+		nb = rank_filtered(m, u, &f, exclude, kk, best);
 	else
-		nb = glintru_popular_top_k(m, kk, best);	/* a user with no state */
+		nb = rank_popular(m, &f, kk, best);	/* a user with no state */
 	put_items(r->rsinfo, m, best, nb, false, (Datum) 0);
 }
 
@@ -232,14 +423,23 @@ glintru_recommend(PG_FUNCTION_ARGS)
 				 errmsg("user_id, k and exclude_seen must not be null")));
 	request_init(&r, fcinfo);
 	r.user_id = PG_GETARG_INT64(0);
-	serve_attached(fcinfo, &r, recommend_pinned);
+	request_filters(&r, fcinfo, 4);
+	serve_attached(fcinfo, &r, recommend_pinned, 3);
 	return (Datum) 0;
 }
 
-/* Score and emit one block of up to BATCH_USERS users of a batch. */
+/* Mark the exclude rows in one user's slot of a batch's masks (cleared after its ranking). */
 static void
-batch_block(const Request *r, const GlintruModel *m, int b0, float *U, float *scores, uint8 *exclude,
-			float *scratch, GlintruScored *best)
+batch_mark_excluded(const Filter *f, uint8 *slot)
+{
+	for (int64 i = 0; i < f->n_excl; i++)
+		slot[f->excl[i]] = 1;
+}
+
+/* Score and emit one block of up to BATCH_USERS users of a batch (no candidates: one GEMM). */
+static void
+batch_block(const Request *r, const GlintruModel *m, const Filter *f, int b0, float *U, float *scores,
+			uint8 *exclude, float *scratch, GlintruScored *best)
 {
 	const int	d = m->config.d;
 	int64		n_rows = m->config.n_rows;
@@ -255,6 +455,8 @@ batch_block(const Request *r, const GlintruModel *m, int b0, float *U, float *sc
 												 U + (size_t) packed * d, scratch,
 												 r->exclude_seen ? exclude + (size_t) packed * n_rows : NULL);
 
+		if (has)
+			batch_mark_excluded(f, exclude + (size_t) packed * n_rows);
 		slot_of[j] = has ? packed++ : -1;
 	}
 	if (packed > 0)
@@ -265,15 +467,46 @@ batch_block(const Request *r, const GlintruModel *m, int b0, float *U, float *sc
 
 		if (slot_of[j] >= 0)
 		{
-			uint8	   *ex = r->exclude_seen ? exclude + (size_t) slot_of[j] * n_rows : NULL;
+			uint8	   *ex = r->exclude_seen || f->n_excl > 0 ? exclude + (size_t) slot_of[j] * n_rows : NULL;
 
 			nb = glintru_top_k(scores + (size_t) slot_of[j] * n_rows, n_rows, ex, kk, best);
 			if (ex)
 				memset(ex, 0, n_rows);
 		}
 		else
-			nb = glintru_popular_top_k(m, kk, best);
+			nb = rank_popular(m, f, kk, best);
 		put_items(r->rsinfo, m, best, nb, true, r->users[b0 + j]);
+	}
+}
+
+/*
+ * A batch with candidates: per user, the candidate rows only (no GEMM over
+ * the catalogue).  One window mask serves every user: only candidate rows
+ * are ever read, so clearing those readies it for the next user.
+ */
+static void
+batch_candidates(const Request *r, const GlintruModel *m, const Filter *f)
+{
+	int			kk = top_count(m, r->k);
+	GlintruScored *best = palloc(sizeof(GlintruScored) * kk);
+	float	   *scratch = forward_scratch(m);
+	float	   *u = palloc(sizeof(float) * m->config.d);
+	uint8	   *mask = exclusion_mask(m, f, r->exclude_seen);
+
+	for (int j = 0; j < r->n_users; j++)
+	{
+		int			nb;
+
+		if (user_vector_from_state(m, r->att_id, DatumGetInt64(r->users[j]), u, scratch, mask))
+		{
+			nb = rank_filtered(m, u, f, mask, kk, best);
+			if (mask)
+				for (int64 i = 0; i < f->n_cand; i++)
+					mask[f->cand[i]] = 0;
+		}
+		else
+			nb = rank_popular(m, f, kk, best);
+		put_items(r->rsinfo, m, best, nb, true, r->users[j]);
 	}
 }
 
@@ -283,14 +516,26 @@ recommend_batch_pinned(const GlintruModel *m, void *arg)
 {
 	Request    *r = arg;
 	int64		n_rows = m->config.n_rows;
-	GlintruScored *best = palloc(sizeof(GlintruScored) * top_count(m, r->k));
-	float	   *scratch = forward_scratch(m);
-	float	   *U = palloc(sizeof(float) * m->config.d * BATCH_USERS);
-	float	   *scores = palloc_extended(sizeof(float) * n_rows * BATCH_USERS, MCXT_ALLOC_HUGE);
-	uint8	   *exclude = palloc_extended(n_rows * BATCH_USERS, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	GlintruScored *best;
+	float	   *scratch,
+			   *U,
+			   *scores;
+	uint8	   *exclude;
+	Filter		f;
 
+	filter_init(&f, m, r);
+	if (f.restricted)
+	{
+		batch_candidates(r, m, &f);
+		return;
+	}
+	best = palloc(sizeof(GlintruScored) * top_count(m, r->k));
+	scratch = forward_scratch(m);
+	U = palloc(sizeof(float) * m->config.d * BATCH_USERS);
+	scores = palloc_extended(sizeof(float) * n_rows * BATCH_USERS, MCXT_ALLOC_HUGE);
+	exclude = palloc_extended(n_rows * BATCH_USERS, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (int b0 = 0; b0 < r->n_users; b0 += BATCH_USERS)
-		batch_block(r, m, b0, U, scores, exclude, scratch, best);
+		batch_block(r, m, &f, b0, U, scores, exclude, scratch, best);
 }
 
 /* SQL glintru_recommend_batch(user_ids, k, exclude_seen, interactions): top-k of many users. */
@@ -308,17 +553,14 @@ glintru_recommend_batch(PG_FUNCTION_ARGS)
 				 errmsg("user_ids, k and exclude_seen must not be null")));
 	arr = PG_GETARG_ARRAYTYPE_P(0);
 	request_init(&r, fcinfo);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("user_ids must be a one-dimensional array")));
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &r.users, &nulls, &r.n_users);
+	r.n_users = id_array(arr, "user_ids", NULL, &r.users, &nulls);
 	for (int i = 0; i < r.n_users; i++)
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("user_ids must not contain nulls")));
-	serve_attached(fcinfo, &r, recommend_batch_pinned);
+	request_filters(&r, fcinfo, 4);
+	serve_attached(fcinfo, &r, recommend_batch_pinned, 3);
 	return (Datum) 0;
 }
 
@@ -329,12 +571,10 @@ static void
 user_vector_pinned(const GlintruModel *m, void *arg)
 {
 	Request    *r = arg;
-	int64		n;
-	int32	   *rows = history_rows(m, r->history, &n);
+	float	   *u = history_user_vector(m, r, NULL, NULL);
 
-	if (n > 0)
+	if (u)
 	{
-		float	   *u = user_vector(m, rows, n);
 		Datum	   *d = palloc(sizeof(Datum) * m->config.d);
 
 		for (int i = 0; i < m->config.d; i++)
@@ -365,22 +605,21 @@ recommend_history_pinned(const GlintruModel *m, void *arg)
 {
 	Request    *r = arg;
 	int64		n;
-	int32	   *rows = history_rows(m, r->history, &n);
+	int32	   *rows;
+	float	   *u = history_user_vector(m, r, &rows, &n);
 	int			kk = top_count(m, r->k);
 	GlintruScored *best = palloc(sizeof(GlintruScored) * kk);
-	uint8	   *seen = NULL;
+	Filter		f;
 	int			nb;
 
-	if (r->exclude_seen && n > 0)
-	{
-		seen = palloc_extended(m->config.n_rows, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-		for (int64 i = 0; i < n; i++)
-			seen[rows[i]] = 1;
-	}
-	if (n > 0)
-		nb = rank_vector(m, user_vector(m, rows, n), seen, kk, best);
+	filter_init(&f, m, r);
+	/* the seen items are known here: a set to exclude like the exclude argument */
+	if (r->exclude_seen)
+		filter_exclude_rows(&f, rows, n, m->config.n_rows);
+	if (u)
+		nb = rank_filtered(m, u, &f, exclusion_mask(m, &f, false), kk, best);
 	else
-		nb = glintru_popular_top_k(m, kk, best);	/* no known history */
+		nb = rank_popular(m, &f, kk, best);	/* no known history */
 	put_items(r->rsinfo, m, best, nb, false, (Datum) 0);
 }
 
@@ -389,15 +628,113 @@ PG_FUNCTION_INFO_V1(glintru_recommend_history);
 Datum
 glintru_recommend_history(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name;
 	Request		r = {0};
 
+	InitMaterializedSRF(fcinfo, 0);
+	/* no longer STRICT (NULL filters mean none), but NULL here still means no rows, as before */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		return (Datum) 0;
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	r.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	r.history = PG_GETARG_ARRAYTYPE_P(1);
 	r.k = PG_GETARG_INT32(2);
 	r.exclude_seen = PG_GETARG_BOOL(3);
 	check_k(r.k);
-	InitMaterializedSRF(fcinfo, 0);
+	request_filters(&r, fcinfo, 4);
 	glintru_cache_with_pin(glintru_cache_acquire_name(name), recommend_history_pinned, &r);
+	return (Datum) 0;
+}
+
+/* ---- scores of given items ---- */
+
+/*
+ * Emit one row per element of r->items, in order: the item and its score
+ * for user vector u, or, with u NULL (no state, no known history), the
+ * popularity score such a user is served; a NULL score where there is none
+ * (a NULL element, an id the model does not know, no popularity).
+ */
+static void
+put_scores(const Request *r, const GlintruModel *m, const float *u)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int32	   *rows = id_rows(m, r->items, "items", "Pass a flat bigint[] of item ids.", &n, &elems, &nulls);
+	const float *pop = glintru_popularity(m);
+	int32	   *known = palloc(sizeof(int32) * (n > 0 ? n : 1));
+	float	   *ks = palloc(sizeof(float) * (n > 0 ? n : 1));
+	int64		nk = 0;
+
+	for (int i = 0; i < n; i++)
+		if (rows[i] > 0)
+			known[nk++] = rows[i];
+	if (u)
+		glintru_score_rows(glintru_param(m, GT_ITEM_EMBEDDING), m->config.d, u, known, nk, ks);
+	else if (pop)
+		for (int64 i = 0; i < nk; i++)
+			ks[i] = pop[known[i]];
+	nk = 0;
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2] = {elems[i], (Datum) 0};
+		bool		isnull[2] = {nulls[i], rows[i] <= 0 || (u == NULL && pop == NULL)};
+
+		if (rows[i] > 0)
+			values[1] = Float4GetDatum(ks[nk++]);
+		tuplestore_putvalues(r->rsinfo->setResult, r->rsinfo->setDesc, values, isnull);
+	}
+}
+
+/* glintru_score() with the model pinned. */
+static void
+score_pinned(const GlintruModel *m, void *arg)
+{
+	Request    *r = arg;
+	float	   *u = palloc(sizeof(float) * m->config.d);
+	bool		has = user_vector_from_state(m, r->att_id, r->user_id, u, forward_scratch(m), NULL);
+
+	put_scores(r, m, has ? u : NULL);
+}
+
+/* SQL glintru_score(user_id, items, interactions): the user's score of each given item. */
+PG_FUNCTION_INFO_V1(glintru_score);
+Datum
+glintru_score(PG_FUNCTION_ARGS)
+{
+	Request		r = {0};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user_id and items must not be null"),
+				 errhint("Pass an empty array to score no items.")));
+	r.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	r.user_id = PG_GETARG_INT64(0);
+	r.items = PG_GETARG_ARRAYTYPE_P(1);
+	serve_attached(fcinfo, &r, score_pinned, 2);
+	return (Datum) 0;
+}
+
+/* glintru_score_history() with the model pinned. */
+static void
+score_history_pinned(const GlintruModel *m, void *arg)
+{
+	put_scores(arg, m, history_user_vector(m, arg, NULL, NULL));
+}
+
+/* SQL glintru_score_history(model, history, items): the score of each given item after a history. */
+PG_FUNCTION_INFO_V1(glintru_score_history);
+Datum
+glintru_score_history(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Request		r = {0};
+
+	r.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	r.history = PG_GETARG_ARRAYTYPE_P(1);
+	r.items = PG_GETARG_ARRAYTYPE_P(2);
+	InitMaterializedSRF(fcinfo, 0);
+	glintru_cache_with_pin(glintru_cache_acquire_name(name), score_history_pinned, &r);
 	return (Datum) 0;
 }

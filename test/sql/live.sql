@@ -473,7 +473,7 @@ DROP ROLE IF EXISTS regress_glintru_app;     -- left by an interrupted run
 RESET client_min_messages;
 CREATE ROLE regress_glintru_app;
 GRANT INSERT ON events TO regress_glintru_app;
-GRANT EXECUTE ON FUNCTION glintru_recommend(bigint, integer, boolean, regclass) TO regress_glintru_app;
+GRANT EXECUTE ON FUNCTION glintru_recommend(bigint, integer, boolean, regclass, bigint[], bigint[]) TO regress_glintru_app;
 SET ROLE regress_glintru_app;
 INSERT INTO events VALUES (31, 103, pg_temp.t(10000), 'app');                   -- push
 INSERT INTO events VALUES (31, 106, pg_temp.t(10), 'app, old');                  -- rebuild: reads the table
@@ -632,7 +632,7 @@ SELECT glintru_detach('events');
 SELECT glintru_drop_model('live_m');
 SELECT glintru_drop_model('live_m2');
 REVOKE ALL ON events FROM regress_glintru_app;
-REVOKE ALL ON FUNCTION glintru_recommend(bigint, integer, boolean, regclass) FROM regress_glintru_app;
+REVOKE ALL ON FUNCTION glintru_recommend(bigint, integer, boolean, regclass, bigint[], bigint[]) FROM regress_glintru_app;
 DROP ROLE regress_glintru_app;
 DROP SCHEMA "Live Schema" CASCADE;
 DROP VIEW events_v;

@@ -8,7 +8,8 @@
  * lengths, GST2 states); the tabled rebuild against the GEMM rebuild of a model
  * without input tables (and without any per-item tables); the fused GRU step
  * (SIMD and plain C) against the sgemv + gates step on random inputs; the
- * per-item tables' memory bound; and the safetensors writer round trip.
+ * per-item tables' memory bound; candidate scoring and ranking (filters);
+ * and the safetensors writer round trip.
  *
  * usage: test_forward DIR...   (each DIR holds model.safetensors, cases.jsonl)
  */
@@ -257,6 +258,162 @@ test_fused_step(void)
 	}
 	printf("fused GRU step: max |SIMD - plain C| %.2e, max |plain C - sgemv + gates, oracle| %.2e\n",
 		   worst_simd, worst_old);
+}
+
+/*
+ * Scoring and ranking a candidate list (filters): the scoring kernel (SIMD
+ * and its plain-C twin, bit for bit) against a double-precision oracle; a
+ * gathered list in any order and with duplicates scores exactly as the
+ * catalogue scan; the list's top-k is the catalogue's top-k restricted to
+ * it; the row-list operations against a byte-mask oracle.
+ */
+static void
+test_candidates(void)
+{
+	static const int ds[] = {1, 3, 8, 12, 64, 100};
+	static const int64_t ns[] = {2, 5, 31, 1000};
+	unsigned	seed = 7;
+	double		worst_oracle = 0;
+	bool		simd = glintru_use_simd(true);
+
+	for (size_t di = 0; di < sizeof(ds) / sizeof(ds[0]); di++)
+		for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+		{
+			const int	d = ds[di];
+			const int64_t n = ns[ni];
+			float	   *E = malloc(sizeof(float) * (size_t) (n * d)),
+					   *u = malloc(sizeof(float) * (size_t) d),
+					   *full = malloc(sizeof(float) * (size_t) n),
+					   *twin = malloc(sizeof(float) * (size_t) n),
+					   *got = malloc(sizeof(float) * 300);
+			int32_t		rows[300],
+						minus[300];
+			uint8_t    *mask = calloc((size_t) n, 1);
+			GlintruScored a[16],
+						b[16];
+			int			same = 1,
+						ranked = 1,
+						sets = 1;
+			int			casen = (int) (d * 10000 + n);
+
+			for (int64_t i = 0; i < n * d; i++)
+				E[i] = urand(&seed, 1.0f);
+			for (int i = 0; i < d; i++)
+				u[i] = urand(&seed, 1.0f);
+			glintru_score_items(E, n, d, u, full);
+			glintru_score_rows_c(E, d, u, NULL, n, twin);
+			check(memcmp(full, twin, sizeof(float) * (size_t) n) == 0,
+				  "scoring kernel: SIMD equals plain-C twin bit for bit", "filters", casen);
+			for (int64_t j = 0; j < n; j++)
+			{
+				double		acc = 0;
+
+				for (int i = 0; i < d; i++)
+					acc += (double) E[j * d + i] * u[i];
+				worst_oracle = fmax(worst_oracle, fabs(acc - full[j]) / fmax(1.0, fabs(acc)));
+			}
+			for (int t = 0; t < 50; t++)
+			{
+				int			c = 1 + (int) ((seed = seed * 1103515245u + 12345u) >> 8) % 300,
+							nm = (int) (seed >> 20) % 40;
+				int64_t		nu;
+				int			k = 1 + t % 12,
+							na,
+							nb;
+
+				for (int i = 0; i < c; i++)
+					rows[i] = (int32_t) (((seed = seed * 1103515245u + 12345u) >> 8) % n);
+				/* the gathered list, in its own order and with duplicates */
+				glintru_score_rows(E, d, u, rows, c, got);
+				for (int i = 0; i < c; i++)
+					same &= memcmp(&got[i], &full[rows[i]], sizeof(float)) == 0;
+				glintru_score_rows_c(E, d, u, rows, c, got);
+				for (int i = 0; i < c; i++)
+					same &= memcmp(&got[i], &full[rows[i]], sizeof(float)) == 0;
+				/* sort_unique and subtract against a mask */
+				for (int i = 0; i < nm; i++)
+					minus[i] = (int32_t) (((seed = seed * 1103515245u + 12345u) >> 8) % n);
+				memset(mask, 0, (size_t) n);
+				for (int i = 0; i < c; i++)
+					mask[rows[i]] = 1;
+				for (int i = 0; i < nm; i++)
+					mask[minus[i]] = 0;
+				nu = glintru_rows_sort_unique(rows, c, t % 2 ? n : 0);	/* bitmap or qsort */
+				nu = glintru_rows_subtract(rows, nu, minus, glintru_rows_sort_unique(minus, nm, t % 3 ? n : 0));
+				for (int64_t i = 0; i < nu; i++)
+					sets &= mask[rows[i]] == 1 && (i == 0 || rows[i - 1] < rows[i]);
+				{
+					int64_t		cnt = 0;
+
+					for (int64_t j = 0; j < n; j++)
+						cnt += mask[j];
+					sets &= cnt == nu;
+				}
+				/* the list's top-k = the catalogue's top-k with everything else excluded */
+				glintru_score_rows(E, d, u, rows, nu, got);
+				for (int64_t j = 0; j < n; j++)
+					mask[j] = !mask[j];
+				na = glintru_top_k_rows(got, rows, nu, NULL, k, a);
+				nb = glintru_top_k(full, n, mask, k, b);
+				ranked &= na == nb && memcmp(a, b, sizeof(GlintruScored) * (size_t) na) == 0;
+				/* an exclusion mask applies to a list as to the catalogue */
+				mask[rows[0]] = 1;
+				na = glintru_top_k_rows(got, rows, nu, mask, k, a);
+				nb = glintru_top_k(full, n, mask, k, b);
+				ranked &= na == nb && memcmp(a, b, sizeof(GlintruScored) * (size_t) na) == 0;
+			}
+			check(same, "a gathered candidate list scores as the catalogue scan, bit for bit", "filters", casen);
+			check(sets, "sort_unique and subtract equal the mask oracle", "filters", casen);
+			check(ranked, "top-k of a list equals the catalogue's top-k restricted to it", "filters", casen);
+			free(E);
+			free(u);
+			free(full);
+			free(twin);
+			free(got);
+			free(mask);
+		}
+	check(worst_oracle < 1e-5, "scoring kernel equals the double-precision oracle", "filters", -1);
+	printf("candidate scoring (%s): max relative |kernel - double oracle| %.2e\n",
+		   simd ? "AVX2" : "plain C", worst_oracle);
+}
+
+/* The popularity order with exclusions equals the full order with the excluded rows skipped. */
+static void
+test_popular_excluding(const GlintruModel *m, const char *dir)
+{
+	int64_t		n = m->config.n_rows;
+	GlintruScored *all = malloc(sizeof(GlintruScored) * (size_t) n),
+			   *got = malloc(sizeof(GlintruScored) * (size_t) n);
+	int32_t    *excl = malloc(sizeof(int32_t) * (size_t) n);
+	int			nall = glintru_popular_top_k(m, (int) n, all);
+	int			ok = 1;
+
+	for (int step = 1; step <= 4; step++)
+	{
+		int64_t		ne = 0;
+		int			w = 0,
+					ng;
+
+		for (int64_t r = step; r < n; r += step + 1)
+			excl[ne++] = (int32_t) r;
+		ng = glintru_popular_top_k_excluding(m, 5 * step, excl, ne, got);
+		for (int i = 0; i < nall && w < 5 * step; i++)
+		{
+			int			skip = 0;
+
+			for (int64_t e = 0; e < ne; e++)
+				skip |= excl[e] == all[i].row;
+			if (skip)
+				continue;
+			ok &= w < ng && got[w].row == all[i].row && got[w].score == all[i].score;
+			w++;
+		}
+		ok &= w == ng;
+	}
+	check(ok, "popularity ranking with exclusions", dir, -1);
+	free(all);
+	free(got);
+	free(excl);
 }
 
 /*
@@ -597,6 +754,7 @@ run_dir(const char *dir)
 	check(m != NULL, err, dir, -1);
 	if (!m)
 		return;
+	test_popular_excluding(m, dir);
 
 	check_round_trip(m, dir);
 
@@ -718,6 +876,7 @@ main(int argc, char **argv)
 {
 	test_fused_step();
 	test_table_bound();
+	test_candidates();
 	for (int i = 1; i < argc; i++)
 		run_dir(argv[i]);
 	printf("%d passed, %d failed\n", n_pass, n_fail);
