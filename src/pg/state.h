@@ -55,6 +55,7 @@ typedef struct GlintruLockedState
 
 extern GlintruPin glintru_state_model(const GlintruAttachment *a);
 
+extern GlintruState *glintru_state_of_blob(const GlintruModel *m, const bytea *b);
 extern bytea *glintru_state_fetch(int32 attachment_id, int64 user_id);
 extern int64 *glintru_state_users(int32 attachment_id, bool have_user, int64 only_user, uint64 *n_out);
 
