@@ -225,6 +225,16 @@ check_state_columns(Relation rel)
 				 errhint("Run ALTER EXTENSION glintru UPDATE.")));
 }
 
+/* Refuse to go on with glintru's tables of an older release, before anything is written (attach). */
+void
+glintru_state_check_release(void)
+{
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), AccessShareLock);
+
+	check_state_columns(rel);
+	table_close(rel, AccessShareLock);
+}
+
 /* Open glintru.user_state and its indexes for the writes of one statement. */
 void
 glintru_state_open(GlintruStateRel *sr)
