@@ -163,6 +163,8 @@ INSERT INTO ev (user_id, item_id, ts)
 SELECT u, CASE WHEN (u * 31 + j * 17) % 23 = 0 THEN 1000 ELSE 100 + 3 * (1 + (u * 7 + j * j * 3) % 30) END,
        timestamptz '2026-01-01' + (u * 1000 + j * 37) * interval '1 minute'
 FROM generate_series(1, 30) u, generate_series(1, 2 + (u * 7) % 19) j;
+-- a window of one item, and a user with unknown items only (no state)
+INSERT INTO ev (user_id, item_id, ts) VALUES (40, 103, '2026-06-01'), (41, 1000, '2026-06-01'), (41, 1003, '2026-06-02');
 CREATE INDEX ON ev (user_id, ts);
 SELECT glintru_attach('small', 'ev');
 -- a model trained in the database, attached to its table
