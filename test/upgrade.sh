@@ -30,7 +30,8 @@ ROOT=$(pwd)
 . bench/lib.sh
 OLD_REV=${GLINTRU_OLD_REV:-d5176f3}
 MODEL=$ROOT/test/data/small/model.safetensors
-export MAKEFLAGS="-j$(nproc)"
+MAKEFLAGS="-j$(nproc)"
+export MAKEFLAGS
 unset BENCH_SRC BENCH_PORT
 GLINTRU_BENCH_BUILD=1
 
@@ -183,15 +184,18 @@ qd -c "SELECT string_agg(concat_ws(':', name, items, d, heads, max_seq_len, byte
 STATES_010=$(state_formats)
 ok "0.1.0: $(wc -l <"$W/recs.0.1.0") recommendation rows recorded; states $STATES_010 [all|GST2|GST3]"
 verify_all "0.1.0"
-"$PGBIN/pg_dump" -Fc -d "$DB" -f "$W/app.dump" 2>"$W/dump.log" \
-  && ok "0.1.0: pg_dump -Fc of the database" || bad "pg_dump: $(cat "$W/dump.log")"
+if "$PGBIN/pg_dump" -Fc -d "$DB" -f "$W/app.dump" 2>"$W/dump.log"; then
+  ok "0.1.0: pg_dump -Fc of the database"
+else
+  bad "pg_dump: $(cat "$W/dump.log")"
+fi
 
 # ---- 2. this tree installed over 0.1.0 ----
 STAGE="install of this tree over 0.1.0"
 bench_stop
 BENCH_REV="" bench_copy "$W/src-new"
 bench_install "$W/src-new"
-ok "this tree ($SRCDESC) installed over 0.1.0 into the same copy ($(ls "$("$PGBIN/pg_config" --sharedir)"/extension/glintru--*.sql | xargs -n1 basename | tr '\n' ' '))"
+ok "this tree ($SRCDESC) installed over 0.1.0 into the same copy ($(cd "$("$PGBIN/pg_config" --sharedir)/extension" && echo glintru--*.sql))"
 bench_start
 STAGE="0.2.0 library, 0.1.0 tables"
 check "before the update: extversion" "$(qd -c "SELECT extversion FROM pg_extension WHERE extname = 'glintru'")" 0.1.0
@@ -203,7 +207,7 @@ fails_clearly "before the update: glintru_attach" "SELECT glintru_attach('small'
 check "before the update: the failed writes changed no state [all|GST2|GST3]" "$(state_formats)" "$STATES_010"
 
 STAGE="ALTER EXTENSION glintru UPDATE"
-out=$(qd -c "ALTER EXTENSION glintru UPDATE" 2>&1) && ok "ALTER EXTENSION glintru UPDATE" || bad "ALTER EXTENSION glintru UPDATE: $out"
+if out=$(qd -c "ALTER EXTENSION glintru UPDATE" 2>&1); then ok "ALTER EXTENSION glintru UPDATE"; else bad "ALTER EXTENSION glintru UPDATE: $out"; fi
 check "after the update: extversion" "$(qd -c "SELECT extversion FROM pg_extension WHERE extname = 'glintru'")" 0.2.0
 check "after the update: the states are kept as they were, in 0.1.0's format [all|GST2|GST3]" "$(state_formats)" "$STATES_010"
 check "after the update: both attachments eager" "$(qd -c "SELECT string_agg(relid::text || ':' || refresh, ' ' ORDER BY id) FROM glintru.attachments")" "ev:eager syn:eager"
