@@ -6,7 +6,10 @@
 #   bench_init NAME            → W (work dir), log(), as_pg(), q(), cleanup trap
 #   bench_build [DIRS...]      → a copy of the tree (or of $BENCH_REV / $BENCH_SRC)
 #                                in $SRC, installed into $W/pg; sets PGBIN, SRCDESC
+#   bench_copy DIR, bench_install DIR → the same copy into DIR; build DIR and
+#                                install it into $W/pg over what is there
 #   bench_cluster [SETTINGS...] → the cluster, started; exports PGHOST PGPORT PGUSER PGDATABASE
+#   bench_stop, bench_start    → stop it, start it again with the same settings
 #
 # Knobs: BENCH_REV=<git rev>, BENCH_SRC=<dir with Makefile, sql/, src/>,
 # GLINTRU_BENCH_BUILD=0 (use the system-wide install), BENCH_PORT, BENCH_KEEP=1.
@@ -37,23 +40,35 @@ bench_init() {
   trap bench_cleanup EXIT
 }
 
-# Copy the tree into $W/src and install it into a private PostgreSQL tree.
-bench_build() {
-  SRC=$W/src
-  mkdir -p "$SRC"
+# Copy the tree (or $BENCH_REV, or $BENCH_SRC) into DIR; sets SRCDESC.
+bench_copy() {
+  mkdir -p "$1"
   if [ -n "${BENCH_REV:-}" ]; then
-    git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$SRC"
+    git -C "$ROOT" archive "$BENCH_REV" Makefile glintru.control sql src tools test/unit | tar -x -C "$1"
     SRCDESC="git revision $BENCH_REV ($(git -C "$ROOT" rev-parse --short "$BENCH_REV"))"
   else
     local from=${BENCH_SRC:-$ROOT}
-    cp -r "$from/Makefile" "$from/glintru.control" "$from/sql" "$from/src" "$from/tools" "$SRC/"
-    find "$SRC/src" \( -name '*.o' -o -name '*.bc' \) -delete
+    cp -r "$from/Makefile" "$from/glintru.control" "$from/sql" "$from/src" "$from/tools" "$1/"
+    find "$1/src" \( -name '*.o' -o -name '*.bc' \) -delete
     if [ -n "${BENCH_SRC:-}" ]; then
       SRCDESC="copy of $BENCH_SRC (BENCH_SRC)"
     else
       SRCDESC="working tree of $ROOT ($(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src sql Makefile || echo ' + local changes'))"
     fi
   fi
+}
+
+# Build the tree in DIR and install it into the private PostgreSQL tree $W/pg
+# (over what is there); the build's output in $W/build.log.
+bench_install() {
+  { make -C "$1" with_llvm=no && make -C "$1" with_llvm=no install DESTDIR="$W/pg"; } \
+    >"$W/build.log" 2>&1 || { cat "$W/build.log"; exit 1; }
+}
+
+# Copy the tree into $W/src and install it into a private PostgreSQL tree.
+bench_build() {
+  SRC=$W/src
+  bench_copy "$SRC"
   log "source: $SRCDESC"
   if [ "${GLINTRU_BENCH_BUILD:-1}" != 0 ]; then
     log "build + install the extension into a private PostgreSQL tree ($W/pg)"
@@ -63,8 +78,7 @@ bench_build() {
     cp -as "$(pg_config --pkglibdir)" "$pgroot/lib/postgresql/15/lib"
     cp -as "$(pg_config --sharedir)" "$pgroot/share/postgresql/15"
     rm -f "$pgroot"/lib/postgresql/15/lib/glintru.so "$pgroot"/share/postgresql/15/extension/glintru*
-    { make -C "$SRC" with_llvm=no && make -C "$SRC" with_llvm=no install DESTDIR="$W/pg"; } \
-      >"$W/build.log" 2>&1 || { cat "$W/build.log"; exit 1; }
+    bench_install "$SRC"
     PGBIN=$pgroot/lib/postgresql/15/bin
     [ "$("$PGBIN/pg_config" --sharedir)" = "$pgroot/share/postgresql/15" ] \
       || { echo "relocated PostgreSQL copy does not resolve its own paths" >&2; exit 1; }
@@ -90,14 +104,25 @@ bench_core_tool() {
 bench_cluster() {
   [ "$(id -u)" = 0 ] && chown postgres "$W"
   local port=${BENCH_PORT:-$((20000 + RANDOM % 20000))}
-  local opts="-p $port -k $W -c listen_addresses='' -c shared_preload_libraries=glintru"
-  for o in "$@"; do opts="$opts -c $o"; done
+  BENCH_OPTS="-p $port -k $W -c listen_addresses='' -c shared_preload_libraries=glintru"
+  for o in "$@"; do BENCH_OPTS="$BENCH_OPTS -c $o"; done
   log "throwaway cluster on port $port, socket dir $W"
   as_pg "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync >"$W/initdb.log" 2>&1 \
     || { cat "$W/initdb.log"; exit 1; }
-  as_pg "$PGBIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w -o "$opts" start >/dev/null \
-    || { cat "$W/server.log"; exit 1; }
-  STARTED=1
+  bench_start
   PORT=$port
   export PGHOST=$W PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+}
+
+# Start the cluster (again) with the options bench_cluster gave it.
+bench_start() {
+  as_pg "$PGBIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w -o "$BENCH_OPTS" start >/dev/null \
+    || { cat "$W/server.log"; exit 1; }
+  STARTED=1
+}
+
+# Stop the cluster (fast shutdown), e.g. to install another build into $W/pg.
+bench_stop() {
+  as_pg "$PGBIN/pg_ctl" -D "$W/data" -m fast -w stop >/dev/null
+  STARTED=0
 }

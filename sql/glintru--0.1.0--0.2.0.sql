@@ -1,14 +1,18 @@
 -- glintru 0.1.0 -> 0.2.0: deferred refresh mode, glintru_refresh(), and the
--- 0.2.0 state format (the row's changing bytes at its end, so that a HOT
--- update logs little).  States are rebuilt from the attached tables.
+-- 0.2.0 layout of glintru.user_state (the row's changing bytes at its end,
+-- so that a HOT update logs little).  The states themselves are kept: the
+-- library reads a 0.1.0 state (format GST2) by converting it exactly, and
+-- writes the 0.2.0 format (GST3) the next time the user's state changes.
 \echo Use "ALTER EXTENSION glintru UPDATE TO '0.2.0'" to load this file. \quit
 
 ALTER TABLE glintru.attachments
     ADD COLUMN refresh text NOT NULL DEFAULT 'eager' CHECK (refresh IN ('eager', 'deferred'));
 
--- The 0.1.0 states are in the old format and the columns in the old order:
--- a new table, filled again by re-attaching every attached table below.
-DROP TABLE glintru.user_state;
+-- The columns in the 0.2.0 order (state before last_order) and last_order
+-- as bytea (0.1.0 kept the same bytes as bytea's hex text): a new table,
+-- the rows copied over.
+ALTER TABLE glintru.user_state RENAME TO user_state_0_1_0;
+ALTER INDEX glintru.user_state_pkey RENAME TO user_state_0_1_0_pkey;
 CREATE TABLE glintru.user_state (
     attachment_id integer NOT NULL REFERENCES glintru.attachments(id) ON DELETE CASCADE,
     user_id       bigint NOT NULL,
@@ -18,6 +22,9 @@ CREATE TABLE glintru.user_state (
 ) WITH (toast_tuple_target = 8160, fillfactor = 50);
 ALTER TABLE glintru.user_state ALTER COLUMN state SET STORAGE MAIN;
 REVOKE ALL ON glintru.user_state FROM PUBLIC;
+INSERT INTO glintru.user_state (attachment_id, user_id, state, last_order)
+    SELECT attachment_id, user_id, state, last_order::bytea FROM glintru.user_state_0_1_0;
+DROP TABLE glintru.user_state_0_1_0;
 SELECT pg_catalog.pg_extension_config_dump('glintru.user_state', '');
 
 DROP FUNCTION glintru_attach(text, regclass, name, name, name);
@@ -88,8 +95,3 @@ CREATE FUNCTION glintru_score(user_id bigint, items bigint[], interactions regcl
 RETURNS TABLE(item_id bigint, score real)
 AS 'MODULE_PATHNAME', 'glintru_score'
 LANGUAGE C STABLE ROWS 10;
-
--- every attached table: triggers and states again, in the 0.2.0 format
-SELECT glintru_attach(m.name, a.relid, a.user_column, a.item_column, a.order_column)
-FROM glintru.attachments a JOIN glintru.models m ON m.id = a.model_id
-ORDER BY a.id;

@@ -164,14 +164,14 @@ glintru_state_h(const GlintruModel *m, const GlintruState *s)
 }
 
 /*
- * Lays out a state of the last min(n, L) rows at head 0 (unused slots zero)
- * with a trailer that validates against the model; h is left to the caller.
+ * Zeroes the slots of a state of mlen rows at head 0 and writes a trailer
+ * that validates against the model; the rows (window_slot) and h are left
+ * to the caller.
  */
 static StateView
-state_lay_window(const GlintruModel *m, const int32_t *rows, int64_t n, uint32_t flags, GlintruState *out)
+state_lay_trailer(const GlintruModel *m, int mlen, uint32_t flags, GlintruState *out)
 {
 	const int	L = m->config.max_seq_len;
-	const int	mlen = (int) (n < L ? n : L);
 	StateView	v = state_view(m, out);
 
 	memset(v.slots, 0, sizeof(int32_t) * (size_t) L);
@@ -179,9 +179,63 @@ state_lay_window(const GlintruModel *m, const int32_t *rows, int64_t n, uint32_t
 		.magic = GLINTRU_STATE_MAGIC, .d = m->config.d, .n_heads = m->config.n_heads,
 		.max_seq_len = L, .m = mlen, .head = 0, .flags = flags
 	};
+	return v;
+}
+
+/* Lays out a state of the last min(n, L) rows (state_lay_trailer); h is left to the caller. */
+static StateView
+state_lay_window(const GlintruModel *m, const int32_t *rows, int64_t n, uint32_t flags, GlintruState *out)
+{
+	const int	L = m->config.max_seq_len;
+	const int	mlen = (int) (n < L ? n : L);
+	StateView	v = state_lay_trailer(m, mlen, flags, out);
+
 	for (int j = 0; j < mlen; j++)
 		*window_slot(&v, j) = rows[n - mlen + j];
 	return v;
+}
+
+/* The header of a release 0.1.0 state (forward.h, format v2). */
+typedef struct StateV2Header
+{
+	uint32_t	magic;			/* GLINTRU_STATE_V2_MAGIC */
+	int32_t		d;
+	int32_t		n_heads;
+	int32_t		max_seq_len;
+	int32_t		m;
+	int32_t		reserved;
+} StateV2Header;
+
+/* A 0.1.0 state checked as 0.1.0 checked it, and laid out fresh in v3: its rows, its h. */
+bool
+glintru_state_from_v2(const GlintruModel *m, const void *blob, size_t len, GlintruState *out)
+{
+	const GlintruConfig *cfg = &m->config;
+	const char *p = blob;
+	/* after the header: h, G, a_prev, a_last (d floats each), then the rows */
+	const size_t rows_at = sizeof(StateV2Header) + 4 * sizeof(float) * (size_t) cfg->d;
+	StateV2Header hd;
+	StateView	v;
+
+	if (blob == NULL || len < sizeof(hd))
+		return false;
+	memcpy(&hd, p, sizeof(hd));
+	if (hd.magic != GLINTRU_STATE_V2_MAGIC || hd.d != cfg->d || hd.n_heads != cfg->n_heads ||
+		hd.max_seq_len != cfg->max_seq_len || hd.m < 1 || hd.m > cfg->max_seq_len ||
+		len != rows_at + sizeof(int32_t) * (size_t) hd.m)
+		return false;
+	v = state_lay_trailer(m, hd.m, 0, out);
+	for (int j = 0; j < hd.m; j++)
+	{
+		int32_t		r;
+
+		memcpy(&r, p + rows_at + sizeof(int32_t) * (size_t) j, sizeof(r));
+		if (r < 1 || r >= cfg->n_rows)
+			return false;
+		*window_slot(&v, j) = r;
+	}
+	memcpy(v.h, p + sizeof(hd), sizeof(float) * (size_t) cfg->d);
+	return true;
 }
 
 /* ---- scratch ---- */

@@ -45,8 +45,16 @@
  * up to the trailer, L/2 slots on average plus h.  Unused slots are zero.
  * A stale write leaves the old h bytes as they were (they are only logged
  * because they lie between the changed slot and the trailer).  Blobs of
- * any other format (GST2 and older) are rejected by glintru_state_valid, and
- * the glue then rebuilds the state from the interactions table.
+ * any other format are rejected by glintru_state_valid, and the glue then
+ * rebuilds the state from the interactions table — except release 0.1.0's
+ * (below), which glintru_state_from_v2 converts exactly.
+ *
+ * Format v2 ("GST2", release 0.1.0; read, never written): a header
+ * {magic "GST2", d, n_heads, max_seq_len, m, reserved} (int32s), then
+ * floats h[d], G[d], a_prev[d], a_last[d] and int32 rows[m], oldest first.
+ * h is the same h_{m-2}; G and dense1 are recomputed now, so rows and h are
+ * all a v3 state needs.  Blobs from a table may be unaligned: it is read
+ * with memcpy.
  *
  * Numeric core: no PostgreSQL headers here.
  */
@@ -80,6 +88,18 @@ size_t		glintru_state_bytes(const GlintruConfig *cfg);
 
 /* Does a stored blob of len bytes hold a state that fits this model? */
 bool		glintru_state_valid(const GlintruModel *m, const void *blob, size_t len);
+
+/* the magic of a release 0.1.0 state (format v2) */
+#define GLINTRU_STATE_V2_MAGIC 0x47535432u	/* "GST2" */
+
+/*
+ * Is blob (len bytes, any alignment) a release 0.1.0 state (GST2) that fits
+ * this model (magic, d, n_heads, L, 1 ≤ m ≤ L, exact length, rows in
+ * [1, n_rows))?  If so, out = the same state in this format (fresh: the rows
+ * where glintru_state_build puts them, h copied) and true; else false (out
+ * then undefined).
+ */
+bool		glintru_state_from_v2(const GlintruModel *m, const void *blob, size_t len, GlintruState *out);
 
 /* Copy the window's rows oldest first into rows_out (NULL: only count them); returns m. */
 int32_t		glintru_state_window(const GlintruModel *m, const GlintruState *s, int32_t *rows_out);

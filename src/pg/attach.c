@@ -193,6 +193,8 @@ glintru_attach(PG_FUNCTION_ARGS)
 	Backfill	b;
 	GlintruPin	pin;
 
+	/* the library installed, ALTER EXTENSION … UPDATE not yet run: a clear error, nothing written */
+	glintru_state_check_release();
 	/* block writers while the state is built from the table */
 	rel = table_open(a.relid, ShareRowExclusiveLock);
 	glintru_table_init(rel, &a, &t);

@@ -397,8 +397,14 @@ attachment_from_tuple(HeapTuple tup, TupleDesc desc, GlintruAttachment *a)
 	a->user_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_user_column, desc, &isnull));
 	a->item_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_item_column, desc, &isnull));
 	a->order_col = *DatumGetName(heap_getattr(tup, Anum_glintru_attachments_order_column, desc, &isnull));
-	a->deferred = strcmp(TextDatumGetCString(heap_getattr(tup, Anum_glintru_attachments_refresh, desc, &isnull)),
-						 "deferred") == 0;
+	/* release 0.1.0's table (ALTER EXTENSION … UPDATE not yet run) has no refresh column: eager */
+	a->deferred = false;
+	if (desc->natts >= Anum_glintru_attachments_refresh)
+	{
+		Datum		refresh = heap_getattr(tup, Anum_glintru_attachments_refresh, desc, &isnull);
+
+		a->deferred = !isnull && strcmp(TextDatumGetCString(refresh), "deferred") == 0;
+	}
 }
 
 /* The attachment of table relid as the given snapshot shows it, if any (an index scan, no SPI). */

@@ -1,10 +1,14 @@
 /*
  * schema.h — the names and column numbers of glintru's own tables.
  *
- * This mirrors sql/glintru--0.1.0.sql by hand: the C code reads these tables
- * with index scans and heap_getattr(), which address columns by number and
- * indexes by name, so a change to a CREATE TABLE there must be made here too
- * (and nowhere else: every C file takes the numbers from this header).
+ * This mirrors sql/glintru--0.2.0.sql (and the upgrade script) by hand: the
+ * C code reads these tables with index scans and heap_getattr(), which
+ * address columns by number and indexes by name, so a change to a CREATE
+ * TABLE there must be made here too (and nowhere else: every C file takes
+ * the numbers from this header).  Between installing this library and
+ * ALTER EXTENSION … UPDATE the tables are release 0.1.0's: attachments
+ * without refresh (read as eager) and user_state with the state 4th (read
+ * by name for serving; writers refuse those tables).
  */
 #ifndef GLINTRU_SCHEMA_H
 #define GLINTRU_SCHEMA_H

@@ -117,13 +117,10 @@ user_vector_from_state(const GlintruModel *m, int32 att_id, int64 user_id, float
 					   uint8 *exclude)
 {
 	bytea	   *b = glintru_state_fetch(att_id, user_id);
-	GlintruState *s;
+	GlintruState *s = glintru_state_of_blob(m, b);
 
-	if (b == NULL || !glintru_state_valid(m, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)))
+	if (s == NULL)
 		return false;
-	/* copy: the state's floats must be aligned */
-	s = palloc(VARSIZE_ANY_EXHDR(b));
-	memcpy(s, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
 	glintru_state_user_vector(m, s, u, scratch);
 	if (exclude)
 	{

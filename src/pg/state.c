@@ -74,13 +74,63 @@ glintru_state_model(const GlintruAttachment *a)
 	return glintru_cache_acquire(&e);
 }
 
-/* ---- reading without a lock ---- */
+/* ---- reading a state ---- */
+
+/*
+ * The state of a stored blob for model m, in this release's format and
+ * aligned: a copy of a valid GST3 blob, or the conversion of release
+ * 0.1.0's GST2 (a restored 0.1.0 dump, or a row not rewritten since the
+ * update; writers then write GST3); NULL if it is neither (the writers
+ * rebuild the user from the table).
+ */
+GlintruState *
+glintru_state_of_blob(const GlintruModel *m, const bytea *b)
+{
+	size_t		sb = glintru_state_bytes(&m->config);
+	size_t		len;
+	GlintruState *s;
+
+	if (b == NULL)
+		return NULL;
+	len = VARSIZE_ANY_EXHDR(b);
+	s = palloc(sb);
+	if (len == sb)
+	{
+		memcpy(s, VARDATA_ANY(b), sb);
+		if (glintru_state_valid(m, s, sb))
+			return s;
+	}
+	if (glintru_state_from_v2(m, VARDATA_ANY(b), len, s))
+		return s;
+	pfree(s);
+	return NULL;
+}
+
+/*
+ * The column number of the state in glintru.user_state: this release's, or
+ * 4 in release 0.1.0's (attachment_id, user_id, last_order text, state),
+ * which serving reads until ALTER EXTENSION glintru UPDATE (writers refuse
+ * it: check_state_columns).
+ */
+static AttrNumber
+stored_state_attnum(TupleDesc desc)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && att->atttypid == BYTEAOID && strcmp(NameStr(att->attname), "state") == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "glintru.user_state has no state column");
+}
 
 /* The stored state of one user, read without locking (serving path); NULL if none. */
 bytea *
 glintru_state_fetch(int32 attachment_id, int64 user_id)
 {
 	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), AccessShareLock);
+	AttrNumber	state_att = stored_state_attnum(RelationGetDescr(rel));
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -96,7 +146,7 @@ glintru_state_fetch(int32 attachment_id, int64 user_id)
 	if (HeapTupleIsValid(tup))
 	{
 		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_glintru_user_state_state, RelationGetDescr(rel), &isnull);
+		Datum		d = heap_getattr(tup, state_att, RelationGetDescr(rel), &isnull);
 
 		if (!isnull)
 			out = DatumGetByteaPCopy(d);
@@ -173,6 +223,16 @@ check_state_columns(Relation rel)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("glintru's tables are those of an older version of the extension"),
 				 errhint("Run ALTER EXTENSION glintru UPDATE.")));
+}
+
+/* Refuse to go on with glintru's tables of an older release, before anything is written (attach). */
+void
+glintru_state_check_release(void)
+{
+	Relation	rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), AccessShareLock);
+
+	check_state_columns(rel);
+	table_close(rel, AccessShareLock);
 }
 
 /* Open glintru.user_state and its indexes for the writes of one statement. */
@@ -325,7 +385,7 @@ lock_state_row(GlintruStateRel *sr, ItemPointer tid)
 	return true;
 }
 
-/* Lock a user's state row and read it (ls->state NULL if it does not fit model m). */
+/* Lock a user's state row and read it (ls->state NULL if it does not fit model m; GST2 converted). */
 void
 glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruModel *m, int32 att_id,
 				   int64 user_id, GlintruLockedState *ls)
@@ -346,12 +406,7 @@ glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruMode
 			ls->last_order = glintru_order_from_bytea(&t->order, DatumGetByteaPP(d));
 		d = slot_getattr(sr->locked, Anum_glintru_user_state_state, &isnull);
 		if (!isnull)
-		{
-			bytea	   *b = DatumGetByteaPCopy(d);
-
-			if (glintru_state_valid(m, VARDATA(b), VARSIZE(b) - VARHDRSZ))
-				ls->state = (GlintruState *) VARDATA(b);
-		}
+			ls->state = glintru_state_of_blob(m, DatumGetByteaPP(d));
 		break;
 	}
 	/* drop the buffer pin now: the values needed were copied */

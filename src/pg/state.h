@@ -55,9 +55,11 @@ typedef struct GlintruLockedState
 
 extern GlintruPin glintru_state_model(const GlintruAttachment *a);
 
+extern GlintruState *glintru_state_of_blob(const GlintruModel *m, const bytea *b);
 extern bytea *glintru_state_fetch(int32 attachment_id, int64 user_id);
 extern int64 *glintru_state_users(int32 attachment_id, bool have_user, int64 only_user, uint64 *n_out);
 
+extern void glintru_state_check_release(void);
 extern void glintru_state_open(GlintruStateRel *sr);
 extern void glintru_state_close(GlintruStateRel *sr);
 extern void glintru_state_lock(GlintruStateRel *sr, const GlintruTable *t, const GlintruModel *m,

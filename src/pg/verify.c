@@ -77,12 +77,11 @@ verify_user(void *arg, int64 user_id, const int32 *rows, int64 n, Datum last, bo
 		report(v, user_id, "missing state");
 		return;
 	}
-	if (!glintru_state_valid(m, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)))
+	if ((s = glintru_state_of_blob(m, stored)) == NULL)
 	{
 		report(v, user_id, "unreadable state");
 		return;
 	}
-	s = (GlintruState *) VARDATA_ANY(stored);
 	glintru_state_build(m, rows, n, v->w->a, v->w->scratch);
 	if ((problem = window_difference(m, s, v->w->a)) != NULL)
 	{

@@ -5,7 +5,8 @@
  * at every prefix (the fixtures' histories, and a random one longer than 3L
  * advanced by several step sizes, eager and deferred, refreshes and stale
  * user vectors included); the state format's validation (trailers, rows,
- * lengths, GST2 states); the tabled rebuild against the GEMM rebuild of a model
+ * lengths, GST2 states) and the conversion of GST2 (release 0.1.0) states;
+ * the tabled rebuild against the GEMM rebuild of a model
  * without input tables (and without any per-item tables); the fused GRU step
  * (SIMD and plain C) against the sgemv + gates step on random inputs; the
  * per-item tables' memory bound; candidate scoring and ranking (filters);
@@ -705,6 +706,118 @@ test_valid(const GlintruModel *m, float *scratch, const char *dir)
 	free(rows);
 }
 
+/*
+ * A release 0.1.0 state (GST2) of the window rows[0, mm) in the layout of
+ * forward.h, at p: h = h_{m-2} as the core computes it (glintru_state_build),
+ * G and dense1 filler (unused now); its length.
+ */
+static size_t
+v2_blob(const GlintruModel *m, const int32_t *rows, int mm, char *p, GlintruState *tmp, float *scratch)
+{
+	const int	d = m->config.d;
+	const int32_t hd[6] = {(int32_t) GLINTRU_STATE_V2_MAGIC, d, m->config.n_heads, m->config.max_seq_len, mm, 0};
+	size_t		at = sizeof(hd);
+
+	glintru_state_build(m, rows, mm, tmp, scratch);
+	memcpy(p, hd, sizeof(hd));
+	memcpy(p + at, glintru_state_h(m, tmp), sizeof(float) * (size_t) d);
+	at += sizeof(float) * (size_t) d;
+	for (int i = 0; i < 3 * d; i++, at += sizeof(float))
+		memcpy(p + at, &(float) {1e30f}, sizeof(float));
+	memcpy(p + at, rows, sizeof(int32_t) * (size_t) mm);
+	return at + sizeof(int32_t) * (size_t) mm;
+}
+
+/*
+ * glintru_state_from_v2: a GST2 blob of every window length (stored at an
+ * odd address, as a bytea's data may be) converts to exactly the state
+ * glintru_state_build makes of its rows, whose user vector is the forward
+ * of the history; corrupted GST2 blobs and v3 states are rejected.
+ */
+static void
+test_from_v2(const GlintruModel *m, float *scratch, const char *dir)
+{
+	const int	L = m->config.max_seq_len,
+				d = m->config.d;
+	size_t		sb = glintru_state_bytes(&m->config),
+				max2 = 24 + 16 * (size_t) d + 4 * (size_t) L;
+	GlintruState *built = malloc(sb),
+			   *conv = malloc(sb);
+	char	   *buf = malloc(max2 + 8),
+			   *blob = buf + 1;
+	int32_t    *w = malloc(max2 + 8);	/* an aligned copy of a blob, to corrupt */
+	int32_t    *rows = malloc(sizeof(int32_t) * L);
+	float	   *u1 = malloc(sizeof(float) * d),
+			   *u2 = malloc(sizeof(float) * d);
+	double		worst = 0;
+	int			exact = 1,
+				rejected = 0,
+				cases = 0;
+
+	for (int i = 0; i < L; i++)
+		rows[i] = 1 + (7 * i + 3) % (int) (m->config.n_rows - 1);
+	for (int mm = 1; mm <= L; mm++)
+	{
+		size_t		len = v2_blob(m, rows, mm, blob, conv, scratch);
+
+		memset(conv, 0xa5, sb);
+		glintru_state_build(m, rows, mm, built, scratch);
+		if (!glintru_state_from_v2(m, blob, len, conv) || !glintru_state_valid(m, conv, sb) ||
+			glintru_state_stale(m, conv) || memcmp(conv, built, sb) != 0)
+			exact = 0;
+		glintru_state_user_vector(m, conv, u1, scratch);
+		glintru_forward_user_vector(m, rows, mm, u2, scratch);
+		for (int i = 0; i < d; i++)
+			worst = fmax(worst, fabs((double) u1[i] - u2[i]));
+	}
+	check(exact, "GST2 states convert to the state glintru_state_build makes", dir, -1);
+	check(worst < 1e-6, "converted GST2 states: user vector equals the from-scratch forward", dir, -1);
+	for (int k = 0; k < 16; k++)
+	{
+		int			mm = L > 2 ? L - 1 : 1;
+		size_t		len = v2_blob(m, rows, mm, blob, conv, scratch);
+		int32_t		v;
+
+		memcpy(w, blob, len);
+		switch (k)
+		{
+			case 0: w[0] = (int32_t) GLINTRU_STATE_MAGIC; break;
+			case 1: w[0] ^= 1 << 8; break;
+			case 2: w[1]++; break;
+			case 3: w[2]++; break;
+			case 4: w[3]++; break;
+			case 5: w[4] = 0; break;
+			case 6: w[4] = L + 1; break;
+			case 7: w[4] = mm + 1; break;	/* the length of mm rows, m says one more */
+			case 8: len--; break;
+			case 9: len++; break;
+			case 10: len = 23; break;
+			case 11: v = 0; memcpy((char *) w + len - 4, &v, 4); break;	/* the newest row: padding */
+			case 12: v = (int32_t) m->config.n_rows; memcpy((char *) w + len - 4, &v, 4); break;
+			case 13: v = -3; memcpy((char *) w + 24 + 16 * (size_t) d, &v, 4); break;	/* the oldest */
+			case 14: w[4] = -1; break;
+			case 15: len = 0; break;
+		}
+		memcpy(blob, w, len > max2 ? max2 : len);
+		cases++;
+		if (!glintru_state_from_v2(m, blob, len, conv))
+			rejected++;
+		else
+			printf("FAIL %s: corrupted GST2 case %d accepted\n", dir, k);
+	}
+	glintru_state_build(m, rows, L, built, scratch);
+	cases += 2;
+	rejected += !glintru_state_from_v2(m, built, sb, conv) + !glintru_state_from_v2(m, NULL, 64, conv);
+	check(rejected == cases, "corrupted GST2 blobs, v3 states and NULL rejected by the conversion", dir, -1);
+	free(built);
+	free(conv);
+	free(buf);
+	free(w);
+	free(rows);
+	free(u1);
+	free(u2);
+}
+
 /* The safetensors writer round trip: the same parameters, the same ids. */
 static void
 check_round_trip(const GlintruModel *m, const char *dir)
@@ -761,6 +874,7 @@ run_dir(const char *dir)
 	/* the state format and the advances on a long random history */
 	long_scratch = malloc(sizeof(float) * glintru_forward_scratch_floats(&m->config));
 	test_valid(m, long_scratch, dir);
+	test_from_v2(m, long_scratch, dir);
 	worst_long = test_long_history(m, long_scratch, dir);
 	free(long_scratch);
 
