@@ -47,6 +47,12 @@ SELECT glintru_train('train_x', 'train_ev', options => '{"lr": 0}');
 SELECT glintru_train('train_x', 'train_ev', options => '{"dropout": 1.5}');
 SELECT glintru_train('train_x', 'train_ev', options => '[1, 2]');
 SELECT glintru_train('train_x', 'train_ev', options => '{"epochs": 0}');
+-- init_from: an unknown model, an architecture that contradicts the model's, a non-name
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "no_such_model"}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "d": 32}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "heads": 4}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "max_seq_len": 20}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": 5}');
 SELECT glintru_train('train_x', 'train_ev', item_column => 'nope');
 CREATE TABLE train_empty (user_id bigint, item_id bigint, ts bigint);
 SELECT glintru_train('train_x', 'train_empty');
@@ -110,13 +116,6 @@ WHERE ARRAY(SELECT item_id FROM glintru_recommend(u.user_id, 5, false) ORDER BY 
    <> ARRAY(SELECT item_id FROM glintru_recommend_history('train_warm_a',
             (SELECT array_agg(item_id ORDER BY ts) FROM train_grow g WHERE g.user_id = u.user_id), 5, false) ORDER BY 1);
 SELECT glintru_detach('train_grow');
--- errors: an unknown model, an architecture that contradicts it, a non-name
-SELECT glintru_train('train_x', 'train_grow', options => '{"init_from": "no_such_model"}');
-SELECT glintru_train('train_x', 'train_grow', options => '{"init_from": "train_warm_a", "d": 32}');
-SELECT glintru_train('train_x', 'train_grow', options => '{"init_from": "train_warm_a", "heads": 4}');
-SELECT glintru_train('train_x', 'train_grow', options => '{"init_from": "train_warm_a", "max_seq_len": 20}');
-SELECT glintru_train('train_x', 'train_grow', options => '{"init_from": 5}');
-SELECT count(*) AS failed_models FROM glintru_models() WHERE name = 'train_x';
 
 SELECT glintru_drop_model(name) FROM glintru_models() WHERE name LIKE 'train_%' ORDER BY name;
 DROP TABLE train_ev, train_empty, train_text, train_grow;
