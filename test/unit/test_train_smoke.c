@@ -27,6 +27,7 @@ static char err[512];
 
 static char tmpdir[] = "/tmp/glintru-smoke-XXXXXX";
 
+/* Writes text to tmpdir/name; the path (static buffer), or NULL. */
 static const char *
 write_tmp(const char *name, const char *text)
 {
@@ -42,6 +43,7 @@ write_tmp(const char *name, const char *text)
 	return path;
 }
 
+/* A file with this text must be rejected with a message containing expect. */
 static void
 bad_file(const char *name, const char *text, const char *expect)
 {
@@ -54,6 +56,7 @@ bad_file(const char *name, const char *text, const char *expect)
 		glintru_interactions_free(&x);
 }
 
+/* Records each epoch's loss and prints it. */
 static void
 progress(const GlintruEpochReport *r, void *arg)
 {
@@ -181,16 +184,10 @@ check_warm_start(const GlintruModel *lm)
 	glintru_interactions_free(&gx);
 }
 
-/* The engine end to end on small files and triples (see the header). */
-int
-main(void)
+/* Bad files, the item filter and split on hand-made triples, and the synthetic walk file. */
+static void
+check_inputs(void)
 {
-	if (!mkdtemp(tmpdir))
-	{
-		perror("mkdtemp");
-		return 1;
-	}
-
 	/* ---- bad files ---- */
 	bad_file("empty.tsv", "", "empty input");
 	bad_file("nocol.tsv", "user_id\tseq\n1\t0\n", "missing item_id");
@@ -257,6 +254,19 @@ main(void)
 		write_tmp("walk.tsv", text);
 		free(text);
 	}
+}
+
+/* The engine end to end on small files and triples (see the header). */
+int
+main(void)
+{
+	if (!mkdtemp(tmpdir))
+	{
+		perror("mkdtemp");
+		return 1;
+	}
+
+	check_inputs();
 
 	GlintruInteractions x;
 	GlintruSplit split;
