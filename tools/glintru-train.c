@@ -3,6 +3,9 @@
  * engine (src/core/train*.c) and write it as safetensors.
  *
  *   glintru-train --data FILE --out MODEL.safetensors [options]
+ *
+ * With --init-from OLD.safetensors training starts from that model (a warm
+ * start; glintru_net_warm_start in src/core/train.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 
 #include "safetensors.h"
 #include "train.h"
+#include "util.h"
 
 /* The option summary. */
 static void
@@ -30,7 +34,10 @@ usage(FILE *f)
 			"  --inner-dropout X    gate, mix and MLP dropout (default 0.3)\n"
 			"  --patience N         early stopping patience in epochs (default 10, 0 = off)\n"
 			"  --seed N             random seed (default 42)\n"
-			"  --min-item-count N   drop items with fewer interactions (default 0 = keep all)\n"
+			"  --min-item-count N   drop items with fewer interactions (default 0 = keep all;\n"
+			"                       with --init-from, new items only)\n"
+			"  --init-from FILE     warm start from this model (its architecture; its items\n"
+			"                       keep their rows, new items are appended)\n"
 			"  --threads N          worker threads (default 2)\n"
 			"  --quiet              no progress lines\n");
 }
@@ -98,6 +105,27 @@ save_model(const GlintruNet *net, const GlintruSplit *split, const char *out, si
 	return ok;
 }
 
+/* The model of a safetensors file (malloc'ed), else a message and NULL. */
+static GlintruModel *
+load_model(const char *path)
+{
+	char		err[512];
+	size_t		len;
+	uint8_t    *buf = glintru_read_file(path, &len);
+	GlintruModel *m;
+
+	if (!buf)
+	{
+		fprintf(stderr, "glintru-train: cannot read \"%s\"\n", path);
+		return NULL;
+	}
+	m = glintru_safetensors_load(buf, len, err, sizeof err);
+	free(buf);
+	if (!m)
+		fprintf(stderr, "glintru-train: %s: %s\n", path, err);
+	return m;
+}
+
 /* The number of option name in [lo, hi], else a message and false. */
 static bool
 num_arg(const char *name, const char *v, double lo, double hi, double *out)
@@ -126,7 +154,9 @@ main(int argc, char **argv)
 {
 	GlintruTrainOptions o;
 	const char *data = NULL,
-			   *out = NULL;
+			   *out = NULL,
+			   *init_from = NULL;
+	GlintruModel *from = NULL;
 	double		min_count = 0;
 	char		err[512];
 
@@ -151,13 +181,19 @@ main(int argc, char **argv)
 			data = v;
 		else if (strcmp(a, "--out") == 0 && v)
 			out = v;
+		else if (strcmp(a, "--init-from") == 0 && v)
+			init_from = v;
 #define NUM(flag, lo, hi, dst) \
 		else if (strcmp(a, flag) == 0) { if (!num_arg(flag, v, lo, hi, &x)) return 2; dst = x; }
 		/* integer ranges are the engine's limits (train.h); reals are judged by
 		 * glintru_train_options_check below, as in SQL */
-		NUM("--d", GLINTRU_TRAIN_MIN_D, GLINTRU_TRAIN_MAX_D, o.d)
-		NUM("--heads", 1, GLINTRU_TRAIN_MAX_HEADS, o.n_heads)
-		NUM("--max-seq-len", 1, GLINTRU_TRAIN_MAX_SEQ_LEN, o.max_seq_len)
+		/* architecture options are marked given: with --init-from they must agree */
+#define ARCH(flag, lo, hi, dst, bit) \
+		else if (strcmp(a, flag) == 0) { if (!num_arg(flag, v, lo, hi, &x)) return 2; dst = x; o.arch_set |= bit; }
+		ARCH("--d", GLINTRU_TRAIN_MIN_D, GLINTRU_TRAIN_MAX_D, o.d, GLINTRU_ARCH_D)
+		ARCH("--heads", 1, GLINTRU_TRAIN_MAX_HEADS, o.n_heads, GLINTRU_ARCH_HEADS)
+		ARCH("--max-seq-len", 1, GLINTRU_TRAIN_MAX_SEQ_LEN, o.max_seq_len, GLINTRU_ARCH_MAX_SEQ_LEN)
+#undef ARCH
 		NUM("--epochs", 1, GLINTRU_TRAIN_MAX_EPOCHS, o.epochs)
 		NUM("--batch-size", 1, GLINTRU_TRAIN_MAX_BATCH, o.batch_size)
 		NUM("--lr", -HUGE_VAL, HUGE_VAL, o.lr)
@@ -182,9 +218,13 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (init_from && !(from = load_model(init_from)))
+		return 1;
+	o.init_from = from;
+	glintru_train_options_inherit(&o);
 	if (!glintru_train_options_check(&o, err, sizeof err))
 	{
-		fprintf(stderr, "glintru-train: %s\n", err);
+		fprintf(stderr, "glintru-train: %s%s\n", err, from ? " (--init-from)" : "");
 		return 2;
 	}
 
@@ -197,9 +237,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	int64_t		n_all = x.off[x.n_users];
-	int64_t		dropped = glintru_filter_items(&x, (int64_t) min_count);
+	int64_t		dropped = glintru_filter_new_items(&x, (int64_t) min_count, from);
 
-	if (!glintru_split_build(&x, &split, err, sizeof err))
+	if (!(from ? glintru_split_extend(&x, from, &split, err, sizeof err)
+		  : glintru_split_build(&x, &split, err, sizeof err)))
 	{
 		fprintf(stderr, "glintru-train: %s\n", err);
 		return 1;
@@ -209,6 +250,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "data: %lld interactions (%lld dropped by --min-item-count %.0f), %lld users (%lld with < 3 dropped), %lld items\n",
 				(long long) n_all, (long long) dropped, min_count, (long long) split.n_users,
 				(long long) split.n_dropped_users, (long long) split.n_rows - 1);
+	if (from && !o.quiet)
+		fprintf(stderr, "init from %s: %lld items it knows, %lld new\n", init_from,
+				(long long) from->config.n_rows - 1, (long long) (split.n_rows - from->config.n_rows));
 
 	Ctx			ctx = {&split, out, o.quiet};
 	GlintruNet *net = glintru_train(&split, &o, progress, &ctx, err, sizeof err);
@@ -234,5 +278,6 @@ main(int argc, char **argv)
 	}
 	glintru_net_free(net);
 	glintru_split_free(&split);
+	free(from);
 	return 0;
 }

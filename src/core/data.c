@@ -429,6 +429,13 @@ find_sorted(const int64_t *s, int64_t n, int64_t key)
 int64_t
 glintru_filter_items(GlintruInteractions *x, int64_t min_count)
 {
+	return glintru_filter_new_items(x, min_count, NULL);
+}
+
+/* The filter, sparing the items of known (a warm start's model keeps their rows). */
+int64_t
+glintru_filter_new_items(GlintruInteractions *x, int64_t min_count, const GlintruModel *known)
+{
 	int64_t		n = x->off[x->n_users];
 	int64_t    *ids;
 	int64_t		m;
@@ -456,7 +463,8 @@ glintru_filter_items(GlintruInteractions *x, int64_t min_count)
 		x->off[u] = w;
 		/* off[u + 1] is still the original end: it is rewritten on the next turn */
 		for (int64_t i = start; i < x->off[u + 1]; i++)
-			if (cnt[find_sorted(ids, m, x->items[i])] >= min_count)
+			if (cnt[find_sorted(ids, m, x->items[i])] >= min_count ||
+				(known && glintru_item_row(known, x->items[i]) > 0))
 				x->items[w++] = x->items[i];
 	}
 	x->off[x->n_users] = w;
@@ -564,15 +572,19 @@ glintru_split_build(const GlintruInteractions *x, GlintruSplit *out, char *err, 
 	return ok;
 }
 
-/* Items the model does not know are dropped, as serving would ignore them. */
-bool
-glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m, GlintruSplit *out,
-						char *err, size_t errlen)
+/*
+ * A split on model m's vocabulary, with n_new more rows for the sorted ids
+ * fresh[] (items m does not know); the interactions of any other unknown
+ * item are dropped.
+ */
+static bool
+split_on_model(const GlintruInteractions *x, const GlintruModel *m, const int64_t *fresh,
+			   int64_t n_new, GlintruSplit *out, char *err, size_t errlen)
 {
 	int64_t		n = x->off[x->n_users];
-	int64_t		n_rows = m->config.n_rows;
+	int64_t		n_old = m->config.n_rows;
 	int32_t    *row_of = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
-	int64_t    *item_ids = malloc(sizeof(int64_t) * (size_t) n_rows);
+	int64_t    *item_ids = malloc(sizeof(int64_t) * (size_t) (n_old + n_new));
 	bool		ok;
 
 	if (!row_of || !item_ids)
@@ -586,13 +598,63 @@ glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m, Gli
 	{
 		int64_t		r = glintru_item_row(m, x->items[i]);
 
+		if (r <= 0 && n_new > 0 && (r = find_sorted(fresh, n_new, x->items[i])) >= 0)
+			r += n_old;
 		row_of[i] = r > 0 ? (int32_t) r : -1;
 	}
-	for (int64_t j = 0; j < n_rows; j++)
+	for (int64_t j = 0; j < n_old; j++)
 		item_ids[j] = m->has_item_ids ? glintru_item_ids(m)[j] : j;
-	ok = split_from_rows(x, row_of, n_rows, item_ids, out, err, errlen);
+	if (n_new > 0)
+		memcpy(item_ids + n_old, fresh, sizeof(int64_t) * (size_t) n_new);
+	ok = split_from_rows(x, row_of, n_old + n_new, item_ids, out, err, errlen);
 	free(row_of);
 	free(item_ids);
+	return ok;
+}
+
+/* Items the model does not know are dropped, as serving would ignore them. */
+bool
+glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m, GlintruSplit *out,
+						char *err, size_t errlen)
+{
+	return split_on_model(x, m, NULL, 0, out, err, errlen);
+}
+
+/* The model's rows as they are, the data's new items appended (see data.h). */
+bool
+glintru_split_extend(const GlintruInteractions *x, const GlintruModel *m, GlintruSplit *out,
+					 char *err, size_t errlen)
+{
+	int64_t		n = x->off[x->n_users];
+	int64_t    *unknown = malloc(sizeof(int64_t) * (size_t) (n > 0 ? n : 1));
+	int64_t    *fresh = NULL;
+	int64_t		nu = 0,
+				n_new;
+	bool		ok;
+
+	if (!unknown)
+	{
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	for (int64_t i = 0; i < n; i++)
+		if (glintru_item_row(m, x->items[i]) <= 0)
+			unknown[nu++] = x->items[i];
+	n_new = distinct_sorted(unknown, nu, &fresh);
+	free(unknown);
+	if (n_new < 0)
+	{
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	if (m->config.n_rows + n_new > INT32_MAX)
+	{
+		free(fresh);
+		snprintf(err, errlen, "too many distinct items (%lld)", (long long) (m->config.n_rows - 1 + n_new));
+		return false;
+	}
+	ok = split_on_model(x, m, fresh, n_new, out, err, errlen);
+	free(fresh);
 	return ok;
 }
 

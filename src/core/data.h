@@ -48,6 +48,14 @@ void		glintru_interactions_free(GlintruInteractions *x);
 int64_t		glintru_filter_items(GlintruInteractions *x, int64_t min_count);
 
 /*
+ * The filter of a warm start: as glintru_filter_items, but items model
+ * known knows are never dropped (they keep their rows even when rare now);
+ * known = NULL filters every item.
+ */
+int64_t		glintru_filter_new_items(GlintruInteractions *x, int64_t min_count,
+									 const GlintruModel *known);
+
+/*
  * Histories as item-table rows with the leave-one-out split.  Only users
  * with at least 3 interactions are kept (training history of >= 1 item, a
  * validation and a test item).  User u's full history is rows[off[u] ..
@@ -86,6 +94,14 @@ bool		glintru_split_build(const GlintruInteractions *x, GlintruSplit *out,
  */
 bool		glintru_split_for_model(const GlintruInteractions *x, const GlintruModel *m,
 									GlintruSplit *out, char *err, size_t errlen);
+
+/*
+ * Vocabulary of a warm start from model m: m's rows 0..N in m's order
+ * (every item it knows, also one the data no longer has), then the items
+ * of the data that m does not know, appended in ascending id order.
+ */
+bool		glintru_split_extend(const GlintruInteractions *x, const GlintruModel *m,
+								 GlintruSplit *out, char *err, size_t errlen);
 
 void		glintru_split_free(GlintruSplit *s);
 

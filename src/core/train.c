@@ -2,9 +2,10 @@
  * train.c — the training engine's nets and loop: allocation and the
  * published initialisation, Adam, the training windows of a history,
  * conversion to and from models, scoring, the training options (defaults
- * and the one check SQL and the CLI share) and the epoch loop with
- * validation and early stopping.  The layers are in train_layers.c, the
- * all-prefix pass in train_pass.c, the worker processes in train_workers.c.
+ * and the one check SQL and the CLI share), the warm start from a model
+ * and the epoch loop with validation and early stopping.  The layers are
+ * in train_layers.c, the all-prefix pass in train_pass.c, the worker
+ * processes in train_workers.c.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -339,6 +340,33 @@ dropout_ok(const char *name, double p, char *err, size_t errlen)
 	return false;
 }
 
+/* An architecture option that contradicts init_from's config, else true. */
+static bool
+init_from_ok(const GlintruTrainOptions *o, char *err, size_t errlen)
+{
+	const GlintruConfig *c;
+	const char *name = NULL;
+	double		have = 0,
+				want = 0;
+
+	if (!o->init_from)
+		return true;
+	c = &o->init_from->config;
+	if (o->d != c->d)
+		name = "d", have = o->d, want = c->d;
+	else if (o->n_heads != c->n_heads)
+		name = "heads", have = o->n_heads, want = c->n_heads;
+	else if (o->max_seq_len != c->max_seq_len)
+		name = "max_seq_len", have = o->max_seq_len, want = c->max_seq_len;
+	else if ((float) o->ln_eps != c->layer_norm_eps)
+		name = "layer_norm_eps", have = o->ln_eps, want = c->layer_norm_eps;
+	if (!name)
+		return true;
+	snprintf(err, errlen, "option \"%s\" is %g, but the init_from model has %s = %g: "
+			 "the architecture comes from init_from (leave \"%s\" out)", name, have, name, want, name);
+	return false;
+}
+
 /* The one check of training options (see train.h); names as in SQL. */
 bool
 glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errlen)
@@ -365,7 +393,69 @@ glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errl
 		snprintf(err, errlen, "d = %d must be even and divisible by heads = %d", o->d, o->n_heads);
 		return false;
 	}
-	return true;
+	return init_from_ok(o, err, errlen);
+}
+
+/* init_from's architecture fills what the user did not name (see train.h). */
+void
+glintru_train_options_inherit(GlintruTrainOptions *o)
+{
+	const GlintruConfig *c;
+
+	if (!o->init_from)
+		return;
+	c = &o->init_from->config;
+	if (!(o->arch_set & GLINTRU_ARCH_D))
+		o->d = c->d;
+	if (!(o->arch_set & GLINTRU_ARCH_HEADS))
+		o->n_heads = c->n_heads;
+	if (!(o->arch_set & GLINTRU_ARCH_MAX_SEQ_LEN))
+		o->max_seq_len = c->max_seq_len;
+	if (!(o->arch_set & GLINTRU_ARCH_LN_EPS))
+		o->ln_eps = c->layer_norm_eps;
+}
+
+/* A net row of a known item, or the padding row, gets m's row; -1 if the shapes differ. */
+int64_t
+glintru_net_warm_start(GlintruNet *net, const int64_t *vocab, const GlintruModel *m,
+					   char *err, size_t errlen)
+{
+	int			d = net->d;
+	int64_t		kept = 0;
+
+	if (m->config.d != d || m->config.n_heads != net->n_heads ||
+		m->config.max_seq_len != net->max_seq_len || m->layout.n_rows < 2)
+	{
+		snprintf(err, errlen, "init_from model has d %d, heads %d, max_seq_len %d; the net has %d, %d, %d",
+				 m->config.d, m->config.n_heads, m->config.max_seq_len, d, net->n_heads, net->max_seq_len);
+		return -1;
+	}
+	for (int t = 0; t < GT_COUNT; t++)
+	{
+		const float *src = glintru_param(m, (GlintruTensor) t);
+		R		   *dst = net->params + net->layout.slot[t].offset;
+
+		/* every tensor but the embedding has the same shape in both */
+		if (t != GT_ITEM_EMBEDDING)
+			for (uint64_t i = 0; i < net->layout.slot[t].numel; i++)
+				dst[i] = (R) src[i];
+	}
+	{
+		const float *E_old = glintru_param(m, GT_ITEM_EMBEDDING);
+		R		   *E = PRM(net, GT_ITEM_EMBEDDING);
+
+		for (int64_t r = 0; r < net->layout.n_rows; r++)
+		{
+			int64_t		o = r == 0 ? 0 : glintru_item_row(m, vocab[r]);
+
+			if (o < 0)
+				continue;	/* a new item: its fresh row stays */
+			for (int j = 0; j < d; j++)
+				E[(size_t) r * d + j] = (R) E_old[(size_t) o * d + j];
+			kept += r > 0;
+		}
+	}
+	return kept;
 }
 
 /* ------------------------------------------------------------------ */
@@ -429,6 +519,8 @@ train_setup(TrainRun *T, char *err, size_t errlen)
 	const GlintruSplit *split = T->split;
 
 	glintru_net_init(T->net, opt->seed);
+	if (opt->init_from && glintru_net_warm_start(T->net, split->item_ids, opt->init_from, err, errlen) < 0)
+		return false;
 	T->np = T->net->layout.n_params;
 	T->n_chunks = train_windows(split, opt->max_seq_len, NULL, 0);
 	if (T->n_chunks == 0)

@@ -136,6 +136,12 @@ int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len
 /* worker processes of training and evaluation (each one a full OpenBLAS state) */
 #define GLINTRU_TRAIN_MAX_WORKERS 16
 
+/* Architecture options given explicitly (GlintruTrainOptions.arch_set bits). */
+#define GLINTRU_ARCH_D 1u
+#define GLINTRU_ARCH_HEADS 2u
+#define GLINTRU_ARCH_MAX_SEQ_LEN 4u
+#define GLINTRU_ARCH_LN_EPS 8u
+
 /* Options of the training loop. */
 typedef struct GlintruTrainOptions
 {
@@ -153,6 +159,14 @@ typedef struct GlintruTrainOptions
 	uint64_t	seed;
 	int			n_threads;		/* workers; > 1 forks processes (see glintru_net_evaluate) */
 	bool		quiet;
+	/*
+	 * Warm start: a model to start from (NULL: a fresh model).  Its config
+	 * is the architecture (glintru_train_options_inherit copies what
+	 * arch_set does not name; the check rejects a contradiction), and
+	 * glintru_net_warm_start maps its rows onto the split's vocabulary.
+	 */
+	const GlintruModel *init_from;
+	uint32_t	arch_set;		/* GLINTRU_ARCH_* given by the user */
 	/* asked between batches; true stops training with the error "cancelled" */
 	bool		(*should_stop) (void *arg);
 	void	   *stop_arg;
@@ -167,6 +181,25 @@ void		glintru_train_defaults(GlintruTrainOptions *o);
  * option "epochs" must be an integer from 1 to 100000).
  */
 bool		glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errlen);
+
+/*
+ * With init_from set: its d, heads, max_seq_len and layer_norm_eps replace
+ * the options arch_set does not name (the ones it names stay, so that the
+ * check can reject a contradiction).  Nothing happens without init_from.
+ */
+void		glintru_train_options_inherit(GlintruTrainOptions *o);
+
+/*
+ * Warm start of a net that glintru_net_init initialised for the seed:
+ * every tensor but the item embedding is taken from model m, and so are
+ * the embedding rows of the items m knows (vocab[r] is the external id of
+ * net row r; row 0, the padding row, is m's row 0).  Rows of items m does
+ * not know keep their fresh initialisation, so they start exactly as in a
+ * fresh model with this vocabulary and seed.  Returns the number of item
+ * rows taken from m, or -1 with a message if the shapes differ.
+ */
+int64_t		glintru_net_warm_start(GlintruNet *net, const int64_t *vocab, const GlintruModel *m,
+								   char *err, size_t errlen);
 
 /* What the loop reports after each epoch. */
 typedef struct GlintruEpochReport
@@ -188,7 +221,9 @@ typedef void (*GlintruProgressFn) (const GlintruEpochReport *r, void *arg);
 
 /*
  * Train on a split dataset (data.h) and return the best-validation net
- * (caller frees), or NULL with a message in err.  Each batch of windows is
+ * (caller frees), or NULL with a message in err.  With opt->init_from the
+ * net starts from that model (glintru_net_warm_start; the split is then
+ * usually glintru_split_extend's).  Each batch of windows is
  * cut into n_threads parts of about equal rows; parts 1.. run in forked
  * worker processes that share parameters and gradient blocks through an
  * anonymous shared mapping; gradients are summed in part order, so a seed

@@ -2,9 +2,10 @@
  * train_sql.c — training and evaluation from SQL: glintru_train() reads an
  * interactions table under the statement's snapshot, trains with the C
  * engine (train.c) in this backend, and stores the best model in the
- * catalogue; glintru_evaluate() measures a model on a table (SPEC §4) beside
- * the popularity baseline; glintru_training_progress() shows the epochs of
- * trainings running in any session.
+ * catalogue (from scratch, or warm-started from a stored model with the
+ * option init_from); glintru_evaluate() measures a model on a table
+ * (SPEC §4) beside the popularity baseline; glintru_training_progress()
+ * shows the epochs of trainings running in any session.
  *
  * The engine allocates with malloc, so it is never left by longjmp: a
  * cancel request (pg_cancel_backend, statement_timeout) makes it return
@@ -146,8 +147,10 @@ typedef struct TrainSqlOptions
 	GlintruTrainOptions train;
 	int64		min_item_count;
 	bool		replace;
+	char		init_from[NAMEDATALEN]; /* model name, or "" */
 } TrainSqlOptions;
 
+/* A numeric option's value, else an error naming the option. */
 static double
 option_number(JsonbValue *v, const char *key)
 {
@@ -158,6 +161,7 @@ option_number(JsonbValue *v, const char *key)
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
 }
 
+/* An integer option in lo..hi, else an error naming the option and range. */
 static int
 option_int(JsonbValue *v, const char *key, int lo, int hi)
 {
@@ -170,6 +174,37 @@ option_int(JsonbValue *v, const char *key, int lo, int hi)
 	return (int) x;
 }
 
+/* A copy of the pinned model, in the memory context of the call. */
+static void
+copy_pinned_model(const GlintruModel *m, void *arg)
+{
+	GlintruModel **copy = arg;
+
+	*copy = palloc_extended(m->total_bytes, MCXT_ALLOC_HUGE);
+	memcpy(*copy, m, m->total_bytes);
+}
+
+/*
+ * init_from: a private copy of the named model (its bytes are position
+ * independent), so that nothing stays pinned while training runs and the
+ * model can be replaced by its own successor.
+ */
+static const GlintruModel *
+init_from_model(const char *name)
+{
+	GlintruCatalogEntry e;
+	GlintruModel *copy = NULL;
+
+	if (!glintru_catalog_find(name, &e))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("init_from model \"%s\" does not exist", name),
+				 errhint("glintru_models() lists the loaded models.")));
+	glintru_cache_with_pin(glintru_cache_acquire(&e), copy_pinned_model, &copy);
+	return copy;
+}
+
+/* The options object of glintru_train(), checked by the core's one check. */
 static void
 parse_options(Jsonb *jb, TrainSqlOptions *o)
 {
@@ -184,6 +219,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 	o->train.quiet = true;
 	o->min_item_count = 0;
 	o->replace = false;
+	o->init_from[0] = '\0';
 	if (!JB_ROOT_IS_OBJECT(jb))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -199,11 +235,28 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 		if (tok != WJB_VALUE)
 			continue;
 		if (strcmp(key, "d") == 0)
+		{
 			o->train.d = option_int(&v, key, GLINTRU_TRAIN_MIN_D, GLINTRU_TRAIN_MAX_D);
+			o->train.arch_set |= GLINTRU_ARCH_D;
+		}
 		else if (strcmp(key, "heads") == 0)
+		{
 			o->train.n_heads = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_HEADS);
+			o->train.arch_set |= GLINTRU_ARCH_HEADS;
+		}
 		else if (strcmp(key, "max_seq_len") == 0)
+		{
 			o->train.max_seq_len = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_SEQ_LEN);
+			o->train.arch_set |= GLINTRU_ARCH_MAX_SEQ_LEN;
+		}
+		else if (strcmp(key, "init_from") == 0)
+		{
+			if (v.type != jbvString || v.val.string.len == 0 || v.val.string.len >= NAMEDATALEN)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"init_from\" must be the name of a model")));
+			snprintf(o->init_from, sizeof(o->init_from), "%.*s", v.val.string.len, v.val.string.val);
+		}
 		else if (strcmp(key, "epochs") == 0)
 			o->train.epochs = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_EPOCHS);
 		else if (strcmp(key, "batch_size") == 0)
@@ -237,8 +290,12 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace.")));
+					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace, init_from.")));
 	}
+	/* a warm start takes the architecture of its model (train.h) */
+	if (o->init_from[0])
+		o->train.init_from = init_from_model(o->init_from);
+	glintru_train_options_inherit(&o->train);
 	/* the limits the command line has too (train.h) */
 	if (!glintru_train_options_check(&o->train, err, sizeof(err)))
 		ereport(ERROR,
@@ -306,14 +363,21 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 				 errmsg("model \"%s\" already exists", name),
 				 errhint("Pass options => '{\"replace\": true}' to replace it.")));
 	table_interactions(relid, ucol, icol, ocol, &x);
+	/* a warm start keeps every item its model knows: the filter judges new items only */
 	if (o.min_item_count > 1)
-		glintru_filter_items(&x, o.min_item_count);
-	if (!glintru_split_build(&x, &split, err, sizeof(err)))
+		glintru_filter_new_items(&x, o.min_item_count, o.train.init_from);
+	if (!(o.train.init_from ? glintru_split_extend(&x, o.train.init_from, &split, err, sizeof(err))
+		  : glintru_split_build(&x, &split, err, sizeof(err))))
 	{
 		glintru_interactions_free(&x);
 		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
 	}
 	glintru_interactions_free(&x);
+	if (o.train.init_from)
+		ereport(NOTICE,
+				(errmsg("init_from \"%s\": %lld items keep their rows, %lld new items",
+						o.init_from, (long long) o.train.init_from->config.n_rows - 1,
+						(long long) (split.n_rows - o.train.init_from->config.n_rows))));
 
 	o.train.should_stop = cancel_requested;
 	o.train.stop_arg = NULL;

@@ -1,6 +1,7 @@
 -- train.sql — glintru_train / glintru_evaluate on a small synthetic table:
 -- determinism for a seed, learning (more epochs beat fewer, the model beats
--- popularity), reproducible evaluation, option validation, cancellation.
+-- popularity), reproducible evaluation, option validation, cancellation,
+-- and the warm start from a stored model on grown data (init_from).
 SET client_min_messages = warning;   -- epoch NOTICEs carry timings
 CREATE TABLE train_ev AS SELECT * FROM glintru_synthetic_interactions(300, 120, 20, 7);
 SELECT count(*) AS interactions, count(DISTINCT user_id) AS users, count(DISTINCT item_id) AS items FROM train_ev;
@@ -46,6 +47,12 @@ SELECT glintru_train('train_x', 'train_ev', options => '{"lr": 0}');
 SELECT glintru_train('train_x', 'train_ev', options => '{"dropout": 1.5}');
 SELECT glintru_train('train_x', 'train_ev', options => '[1, 2]');
 SELECT glintru_train('train_x', 'train_ev', options => '{"epochs": 0}');
+-- init_from: an unknown model, an architecture that contradicts the model's, a non-name
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "no_such_model"}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "d": 32}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "heads": 4}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": "train_a", "max_seq_len": 20}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"init_from": 5}');
 SELECT glintru_train('train_x', 'train_ev', item_column => 'nope');
 CREATE TABLE train_empty (user_id bigint, item_id bigint, ts bigint);
 SELECT glintru_train('train_x', 'train_empty');
@@ -67,6 +74,49 @@ RESET statement_timeout;
 SELECT count(*) AS cancelled_models FROM glintru_models() WHERE name = 'train_cancel';
 SELECT count(*) AS trainings_shown FROM glintru_training_progress();
 
+-- warm start (init_from): model A on a first part; the table grows by 300
+-- users and 60 new items (a second synthetic run, items shifted by 60: half
+-- of the new users walk A's clusters, half two new ones); B starts from A,
+-- C from scratch, for the same 2 epochs
+CREATE TABLE train_grow AS SELECT * FROM glintru_synthetic_interactions(300, 120, 20, 7);
+SELECT glintru_train('train_warm_a', 'train_grow', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 4, "seed": 5}') > 0 AS trained;
+SELECT glintru_attach('train_warm_a', 'train_grow') AS users_with_state;
+INSERT INTO train_grow SELECT user_id + 1000, item_id + 60, ts FROM glintru_synthetic_interactions(300, 120, 20, 8);
+CREATE TEMP TABLE train_new_users AS
+    SELECT user_id FROM train_grow WHERE item_id > 1120 GROUP BY user_id HAVING count(*) >= 15;
+SELECT (SELECT count(DISTINCT item_id) FROM train_grow WHERE item_id > 1120) AS new_items,
+       (SELECT count(*) FROM train_new_users) AS users_mostly_new;
+SELECT glintru_train('train_warm_b', 'train_grow', options => '{"init_from": "train_warm_a", "epochs": 2, "seed": 5}') > 0 AS trained;
+SELECT glintru_train('train_warm_c', 'train_grow', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 2, "seed": 5}') > 0 AS trained;
+-- the architecture comes from A; A's 120 items keep their rows, the new ones are appended
+SELECT name, items, d, heads, max_seq_len FROM glintru_models() WHERE name LIKE 'train_warm_%' ORDER BY name;
+WITH e AS (SELECT m, value FROM unnest(ARRAY['train_warm_a', 'train_warm_b', 'train_warm_c']) m,
+                  glintru_evaluate(m, 'train_grow') WHERE metric = 'NDCG@10')
+SELECT (SELECT value FROM e WHERE m = 'train_warm_b') > (SELECT value FROM e WHERE m = 'train_warm_a') + 0.03 AS warm_beats_old,
+       (SELECT value FROM e WHERE m = 'train_warm_b') > (SELECT value FROM e WHERE m = 'train_warm_c') + 0.03 AS warm_beats_scratch;
+-- B recommends new items (top-10 of the users whose histories are mostly new items); A cannot
+SELECT m, count(*) FILTER (WHERE r.item_id > 1120) > 0 AS recommends_new_items
+FROM unnest(ARRAY['train_warm_a', 'train_warm_b']) m, train_new_users u,
+     LATERAL glintru_recommend_history(m, (SELECT array_agg(item_id ORDER BY ts) FROM train_grow g WHERE g.user_id = u.user_id), 10) r
+GROUP BY m ORDER BY m;
+-- min_item_count judges new items only: A's items keep their rows even when rare
+SELECT glintru_train('train_warm_d', 'train_grow', options => '{"init_from": "train_warm_a", "d": 16, "epochs": 1, "min_item_count": 1000000}') > 0 AS trained;
+SELECT items FROM glintru_models() WHERE name = 'train_warm_d';
+-- the nightly retrain: warm-start A from itself and replace it; the attached
+-- states are rebuilt in the same statement, their windows now with the new items
+SELECT count(*) FILTER (WHERE item_id > 1120) AS new_items_served_before
+FROM glintru_recommend_batch(ARRAY(SELECT user_id FROM train_new_users), 10);
+SELECT glintru_train('train_warm_a', 'train_grow', options => '{"init_from": "train_warm_a", "epochs": 2, "seed": 5, "replace": true}') > 0 AS replaced;
+SELECT (SELECT checksum FROM glintru_models() WHERE name = 'train_warm_a') = (SELECT checksum FROM glintru_models() WHERE name = 'train_warm_b') AS same_as_b;
+SELECT count(*) FILTER (WHERE item_id > 1120) > 0 AS new_items_served_after
+FROM glintru_recommend_batch(ARRAY(SELECT user_id FROM train_new_users), 10);
+SELECT count(*) AS problems FROM glintru_verify_state('train_grow');
+SELECT count(*) AS state_differs_from_history FROM train_new_users u
+WHERE ARRAY(SELECT item_id FROM glintru_recommend(u.user_id, 5, false) ORDER BY 1)
+   <> ARRAY(SELECT item_id FROM glintru_recommend_history('train_warm_a',
+            (SELECT array_agg(item_id ORDER BY ts) FROM train_grow g WHERE g.user_id = u.user_id), 5, false) ORDER BY 1);
+SELECT glintru_detach('train_grow');
+
 SELECT glintru_drop_model(name) FROM glintru_models() WHERE name LIKE 'train_%' ORDER BY name;
-DROP TABLE train_ev, train_empty, train_text;
+DROP TABLE train_ev, train_empty, train_text, train_grow;
 RESET client_min_messages;

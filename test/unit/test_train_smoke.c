@@ -4,7 +4,8 @@
  * decreases, training is deterministic for a seed (two threads), the saved
  * file loads with glintru_safetensors_load, and the extension's forward
  * pass (src/forward.c) gives the engine's user vectors, for every prefix of
- * histories shorter and longer than max_seq_len.
+ * histories shorter and longer than max_seq_len; and the warm start (a
+ * grown vocabulary keeps a model's rows bit for bit before the first step).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -26,6 +27,7 @@ static char err[512];
 
 static char tmpdir[] = "/tmp/glintru-smoke-XXXXXX";
 
+/* Writes text to tmpdir/name; the path (static buffer), or NULL. */
 static const char *
 write_tmp(const char *name, const char *text)
 {
@@ -41,6 +43,7 @@ write_tmp(const char *name, const char *text)
 	return path;
 }
 
+/* A file with this text must be rejected with a message containing expect. */
 static void
 bad_file(const char *name, const char *text, const char *expect)
 {
@@ -53,6 +56,7 @@ bad_file(const char *name, const char *text, const char *expect)
 		glintru_interactions_free(&x);
 }
 
+/* Records each epoch's loss and prints it. */
 static void
 progress(const GlintruEpochReport *r, void *arg)
 {
@@ -62,15 +66,128 @@ progress(const GlintruEpochReport *r, void *arg)
 	printf("     epoch %d loss %.4f val NDCG@10 %.4f\n", r->epoch, r->loss, r->val_ndcg10);
 }
 
-int
-main(void)
+/*
+ * Warm start from model lm (30 items 100..129, d 16): grown data where
+ * users 1..20 walk the old ring and users 21..60 a new ring of items
+ * 200..209.  The vocabulary keeps lm's rows and appends the new items; the
+ * mapping copies old rows and every other tensor bit for bit before the
+ * first step, and new rows start as in a fresh net of the seed.
+ */
+static void
+check_warm_start(const GlintruModel *lm)
 {
-	if (!mkdtemp(tmpdir))
+	int64_t		us[60 * 12],
+				it[60 * 12];
+	int			n = 0;
+	GlintruInteractions gx;
+	GlintruSplit gs;
+
+	for (int u = 1; u <= 60; u++)
+		for (int t = 0; t < 12; t++, n++)
+		{
+			us[n] = u;
+			it[n] = u <= 20 ? 100 + (u + t) % 30 : 200 + (u + 3 * t) % 10;
+		}
+	CHECK(glintru_interactions_from_triples(us, it, NULL, n, &gx, err, sizeof err), "grown triples %s", err);
+	CHECK(glintru_filter_new_items(&gx, 1000, lm) == 40 * 12 && gx.off[gx.n_users] == 20 * 12,
+		  "warm-start filter: rare new items dropped, rare old items kept");
+	glintru_interactions_free(&gx);
+	glintru_interactions_from_triples(us, it, NULL, n, &gx, err, sizeof err);
+	CHECK(glintru_split_extend(&gx, lm, &gs, err, sizeof err), "extended split %s", err);
 	{
-		perror("mkdtemp");
-		return 1;
+		bool		same = gs.n_rows == lm->config.n_rows + 10;
+
+		for (int64_t r = 1; same && r < gs.n_rows; r++)
+			same = gs.item_ids[r] == (r < lm->config.n_rows ? glintru_item_ids(lm)[r] : 200 + r - lm->config.n_rows);
+		CHECK(same, "vocabulary: the model's %lld items in order, then 10 new ones appended",
+			  (long long) lm->config.n_rows - 1);
 	}
 
+	GlintruNet *fresh = glintru_net_new(gs.n_rows, 16, 2, 8, lm->config.layer_norm_eps);
+	GlintruNet *warm = glintru_net_new(gs.n_rows, 16, 2, 8, lm->config.layer_norm_eps);
+
+	glintru_net_init(fresh, 11);
+	glintru_net_init(warm, 11);
+	CHECK(glintru_net_warm_start(warm, gs.item_ids, lm, err, sizeof err) == 30, "warm start keeps 30 rows %s", err);
+	{
+		const float *E_old = glintru_param(lm, GT_ITEM_EMBEDDING);
+		const GlintruReal *E = warm->params + warm->layout.slot[GT_ITEM_EMBEDDING].offset;
+		const GlintruReal *F = fresh->params + fresh->layout.slot[GT_ITEM_EMBEDDING].offset;
+		int64_t		old_rows = lm->config.n_rows;
+		bool		old_same = true,
+					new_fresh = true,
+					rest_same = true;
+
+		for (int64_t q = 0; q < gs.n_rows * 16; q++)
+		{
+			if (q < old_rows * 16)
+				old_same = old_same && E[q] == (GlintruReal) E_old[q];
+			else
+				new_fresh = new_fresh && E[q] == F[q];
+		}
+		for (int t = 1; t < GT_COUNT; t++)
+			for (uint64_t i = 0; i < warm->layout.slot[t].numel; i++)
+				rest_same = rest_same && warm->params[warm->layout.slot[t].offset + i] ==
+					(GlintruReal) glintru_param(lm, (GlintruTensor) t)[i];
+		CHECK(old_same && rest_same, "old rows (padding included) and all other tensors bit-identical to the model");
+		CHECK(new_fresh, "new rows as a fresh net of the seed initialises them");
+	}
+	/* the mapping goes by id, not by position: a vocabulary in another order */
+	{
+		int64_t		vocab[4] = {0, 205, 129, 100};
+		GlintruNet *v4 = glintru_net_new(4, 16, 2, 8, lm->config.layer_norm_eps);
+		GlintruNet *f4 = glintru_net_new(4, 16, 2, 8, lm->config.layer_norm_eps);
+		const GlintruReal *E;
+		const GlintruReal *F;
+
+		glintru_net_init(v4, 11);
+		glintru_net_init(f4, 11);
+		CHECK(glintru_net_warm_start(v4, vocab, lm, err, sizeof err) == 2, "two of three rows known");
+		E = v4->params;
+		F = f4->params;
+		CHECK(memcmp(E + 16, F + 16, sizeof(GlintruReal) * 16) == 0 &&
+			  E[2 * 16] == (GlintruReal) glintru_param(lm, GT_ITEM_EMBEDDING)[glintru_item_row(lm, 129) * 16] &&
+			  E[3 * 16 + 5] == (GlintruReal) glintru_param(lm, GT_ITEM_EMBEDDING)[glintru_item_row(lm, 100) * 16 + 5],
+			  "rows found by item id");
+		glintru_net_free(v4);
+		glintru_net_free(f4);
+	}
+
+	/* the options: architecture from the model, a contradiction is an error */
+	{
+		GlintruTrainOptions o;
+
+		glintru_train_defaults(&o);
+		o.init_from = lm;
+		o.arch_set = GLINTRU_ARCH_D;
+		o.d = 32;
+		glintru_train_options_inherit(&o);
+		CHECK(!glintru_train_options_check(&o, err, sizeof err) && strstr(err, "\"d\" is 32") &&
+			  strstr(err, "init_from"), "contradicting d rejected: %s", err);
+		o.arch_set = 0;
+		glintru_train_options_inherit(&o);
+		CHECK(glintru_train_options_check(&o, err, sizeof err) && o.d == 16 && o.n_heads == 2 &&
+			  o.max_seq_len == 8, "architecture inherited %s", err);
+		o.epochs = 2;
+		o.batch_size = 8;
+		o.patience = 0;
+		o.n_threads = 2;
+
+		GlintruNet *net = glintru_train(&gs, &o, NULL, NULL, err, sizeof err);
+
+		CHECK(net && net->layout.n_rows == gs.n_rows, "warm-started training runs %s", net ? "" : err);
+		glintru_net_free(net);
+	}
+	glintru_net_free(fresh);
+	glintru_net_free(warm);
+	glintru_split_free(&gs);
+	glintru_interactions_free(&gx);
+}
+
+/* Bad files, the item filter and split on hand-made triples, and the synthetic walk file. */
+static void
+check_inputs(void)
+{
 	/* ---- bad files ---- */
 	bad_file("empty.tsv", "", "empty input");
 	bad_file("nocol.tsv", "user_id\tseq\n1\t0\n", "missing item_id");
@@ -137,6 +254,19 @@ main(void)
 		write_tmp("walk.tsv", text);
 		free(text);
 	}
+}
+
+/* The engine end to end on small files and triples (see the header). */
+int
+main(void)
+{
+	if (!mkdtemp(tmpdir))
+	{
+		perror("mkdtemp");
+		return 1;
+	}
+
+	check_inputs();
 
 	GlintruInteractions x;
 	GlintruSplit split;
@@ -256,6 +386,7 @@ main(void)
 		free(scratch);
 		glintru_work_free(w);
 		glintru_net_free(ln);
+		check_warm_start(lm);
 		free(lm);
 	}
 	free(buf);
