@@ -42,6 +42,15 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'glintru_refresh'
 LANGUAGE C VOLATILE;
 
+-- Build a model's shared copy now (a load already builds it when it commits;
+-- this is for after a restart or an eviction); true if it is in shared memory
+-- afterwards.  It only reads, and does nothing a first glintru_recommend_*
+-- call would not do: EXECUTE stays with PUBLIC.
+CREATE FUNCTION glintru_prewarm(model text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'glintru_prewarm'
+LANGUAGE C VOLATILE STRICT;
+
 REVOKE EXECUTE ON FUNCTION glintru_attach(text, regclass, name, name, name, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION glintru_refresh(regclass, bigint) FROM PUBLIC;
 

@@ -69,6 +69,15 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'glintru_memory'
 LANGUAGE C VOLATILE;
 
+-- Build a model's shared copy now (a load already builds it when it commits;
+-- this is for after a restart or an eviction); true if it is in shared memory
+-- afterwards.  It only reads, and does nothing a first glintru_recommend_*
+-- call would not do: EXECUTE stays with PUBLIC.
+CREATE FUNCTION glintru_prewarm(model text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'glintru_prewarm'
+LANGUAGE C VOLATILE STRICT;
+
 CREATE FUNCTION glintru_user_vector(model text, history bigint[])
 RETURNS real[]
 AS 'MODULE_PATHNAME', 'glintru_user_vector'

@@ -15,6 +15,17 @@
  * evicted when space is needed (least recently used first) or when a newer
  * version of the same model is built.
  *
+ * A load installs the version it writes: the file it validated is built
+ * once, straight into a slot keyed by (database, id, new version), before
+ * the load commits (glintru_cache_install).  Nobody else can name that
+ * version until the load commits (readers take the version from the
+ * catalogue under their snapshot), so the slot needs no hiding; it is only
+ * marked pending (pending_pid: the loading backend) so that no other backend
+ * evicts it before the commit, and this backend frees it if the load's
+ * transaction or subtransaction aborts.  At commit the mark is cleared and
+ * the model's older unpinned versions are freed.  So the first call after a
+ * load finds the model built.
+ *
  * Pins are held for the duration of one function call, released by the
  * caller (glintru_cache_release) and, as a safety net, at transaction end
  * and backend exit.
@@ -22,11 +33,12 @@
  * LOCK MAP (shared mode; in private mode there is one backend and no lock)
  *
  *   ModelCache.lock ("glintru" tranche, lock 0) protects slots[] (every
- *   field: the key, ready, refcount, last_used, bytes, the allocation),
- *   clock and used.
+ *   field: the key, ready, pending_pid, refcount, last_used, bytes, the
+ *   allocation), clock and used.
  *     LW_EXCLUSIVE: looking up and pinning (a pin writes refcount and
  *       last_used), releasing pins, reserving, evicting and freeing slots,
- *       publishing a built slot (ready = true).
+ *       publishing a built slot (ready = true), setting and clearing
+ *       pending_pid (install, commit, abort).
  *     LW_SHARED: glintru_cache_contains() and glintru_cache_usage(), which
  *       only read.
  *     Never held across reading the weights or building a model (they can
@@ -40,10 +52,15 @@
  *     of a slot that is not ready are written only by the build_lock holder;
  *     nobody else reads a slot before ready is set.  An ERROR while building
  *     frees the slot under lock; the abort releases build_lock.
+ *     A load's install (glintru_cache_install) builds without build_lock:
+ *     its slot is keyed by a version no other backend can look up before
+ *     the load commits, so nobody else builds, reads or frees it (a slot
+ *     with pending_pid set is never a victim); it writes the slot's bytes
+ *     before ready is set, like a builder.
  *
  *   budget and dsa_tranche are written once, in shmem startup under
- *   AddinShmemInitLock, and only read afterwards (no lock).  my_pins[] is
- *   this backend's own (no lock).
+ *   AddinShmemInitLock, and only read afterwards (no lock).  my_pins[] and
+ *   pending_subxact[] are this backend's own (no lock).
  */
 #include "postgres.h"
 
@@ -68,6 +85,7 @@ typedef struct CacheSlot
 	int32		id;				/* 0: empty */
 	int64		version;
 	bool		ready;			/* fully built */
+	int			pending_pid;	/* an uncommitted load's version: its backend, else 0 */
 	int32		refcount;
 	uint64		last_used;
 	Size		bytes;
@@ -95,6 +113,8 @@ static ModelCache private_cache;
 
 /* this backend's pins per slot, released at transaction end */
 static int	my_pins[CACHE_SLOTS];
+/* the (sub)transaction of each slot this backend installed and has not committed yet */
+static SubTransactionId pending_subxact[CACHE_SLOTS];
 static bool callbacks_registered = false;
 
 /* ---- set-up ---- */
@@ -274,7 +294,7 @@ lru_victim(ModelCache *c)
 	{
 		CacheSlot  *s = &c->slots[i];
 
-		if (s->id != 0 && s->ready && s->refcount == 0 &&
+		if (s->id != 0 && s->ready && s->refcount == 0 && s->pending_pid == 0 &&
 			(victim < 0 || s->last_used < c->slots[victim].last_used))
 			victim = i;
 	}
@@ -305,6 +325,7 @@ fill_slot(ModelCache *c, int i, const GlintruCatalogEntry *e, Size bytes)
 	s->version = e->version;
 	s->bytes = bytes;
 	s->ready = false;
+	s->pending_pid = 0;
 	s->refcount = 0;
 	c->used += bytes;
 	return true;
@@ -329,19 +350,21 @@ no_room(ModelCache *c, const GlintruCatalogEntry *e, Size bytes)
 			 errmsg("out of memory building model \"%s\" (%zu kB)", e->name, bytes / 1024)));
 }
 
-/*
- * Reserve a slot for (id, version) of the given size, evicting as needed.
- * Returns the slot, or raises an error (after releasing the lock) when the
- * model cannot fit.
- */
-static int
-reserve_slot(ModelCache *c, const GlintruCatalogEntry *e, Size bytes)
+/* Free the unpinned built versions of model id other than version (none pending). */
+static void
+free_other_versions(ModelCache *c, int32 id, int64 version)
 {
-	/* older versions of the same model go first */
 	for (int i = 0; i < CACHE_SLOTS; i++)
-		if (c->slots[i].id == e->id && c->slots[i].dboid == MyDatabaseId &&
-			c->slots[i].refcount == 0 && c->slots[i].ready)
+		if (c->slots[i].id == id && c->slots[i].dboid == MyDatabaseId &&
+			c->slots[i].version != version && c->slots[i].refcount == 0 &&
+			c->slots[i].ready && c->slots[i].pending_pid == 0)
 			free_slot(c, i);
+}
+
+/* A free slot of the given size for e, evicting least recently used ones; -1 if it cannot fit. */
+static int
+try_reserve(ModelCache *c, const GlintruCatalogEntry *e, Size bytes)
+{
 	for (;;)
 	{
 		int			free_i = -1;
@@ -354,11 +377,26 @@ reserve_slot(ModelCache *c, const GlintruCatalogEntry *e, Size bytes)
 			return free_i;
 		victim = lru_victim(c);
 		if (victim < 0)
-			break;
+			return -1;
 		free_slot(c, victim);
 	}
-	no_room(c, e, bytes);
-	pg_unreachable();
+}
+
+/*
+ * Reserve a slot for (id, version) of the given size, evicting as needed
+ * (older versions of the same model first).  Returns the slot, or raises an
+ * error (after releasing the lock) when the model cannot fit.
+ */
+static int
+reserve_slot(ModelCache *c, const GlintruCatalogEntry *e, Size bytes)
+{
+	int			i;
+
+	free_other_versions(c, e->id, e->version);
+	i = try_reserve(c, e, bytes);
+	if (i < 0)
+		no_room(c, e, bytes);
+	return i;
 }
 
 /* ---- pins ---- */
@@ -384,32 +422,97 @@ release_all_pins(void)
 		}
 }
 
-/* Transaction end: a pin never outlives its transaction. */
+/*
+ * Free the slots this backend installed in subtransaction subxact (every one
+ * when InvalidSubTransactionId): their load aborted, so nobody else can have
+ * pinned them; this backend's own pins on them go too.
+ */
+static void
+drop_pending(SubTransactionId subxact)
+{
+	ModelCache *c = shared_mode ? shared_cache : &private_cache;
+
+	for (int i = 0; i < CACHE_SLOTS; i++)
+		if (pending_subxact[i] != InvalidSubTransactionId &&
+			(subxact == InvalidSubTransactionId || pending_subxact[i] == subxact))
+		{
+			lock(c, LW_EXCLUSIVE);
+			c->slots[i].refcount -= my_pins[i];
+			my_pins[i] = 0;
+			free_slot(c, i);
+			unlock(c);
+			pending_subxact[i] = InvalidSubTransactionId;
+		}
+}
+
+/*
+ * The loads of this transaction committed: their slots become ordinary
+ * cache entries and the older unpinned versions of their models go.  Runs
+ * after the commit: takes the lock and frees DSA memory, which cannot fail.
+ */
+static void
+publish_pending(void)
+{
+	ModelCache *c = shared_mode ? shared_cache : &private_cache;
+
+	for (int i = 0; i < CACHE_SLOTS; i++)
+		if (pending_subxact[i] != InvalidSubTransactionId)
+		{
+			lock(c, LW_EXCLUSIVE);
+			c->slots[i].pending_pid = 0;
+			free_other_versions(c, c->slots[i].id, c->slots[i].version);
+			unlock(c);
+			pending_subxact[i] = InvalidSubTransactionId;
+		}
+}
+
+/* Transaction end: a pin never outlives its transaction; a load's slot is published or freed. */
 static void
 xact_callback(XactEvent event, void *arg)
 {
 	(void) arg;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
 		release_all_pins();
+	if (event == XACT_EVENT_COMMIT)
+		publish_pending();
+	/* a prepared transaction commits elsewhere: its model is built on first use */
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		drop_pending(InvalidSubTransactionId);
 }
 
-/* Backend exit: give back the pins of a backend that dies mid-transaction. */
+/* Subtransaction end: an aborted one frees its loads' slots, a committed one hands them up. */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	(void) arg;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_pending(mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		for (int i = 0; i < CACHE_SLOTS; i++)
+			if (pending_subxact[i] == mySubid)
+				pending_subxact[i] = parentSubid;
+}
+
+/* Backend exit: give back the pins of a backend that dies mid-transaction, and its uncommitted loads. */
 static void
 exit_callback(int code, Datum arg)
 {
 	(void) code;
 	(void) arg;
 	release_all_pins();
+	drop_pending(InvalidSubTransactionId);
 }
 
-/* Install the two safety nets above, once per backend. */
+/* Install the safety nets above, once per backend. */
 static void
 register_callbacks(void)
 {
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(xact_callback, NULL);
+		RegisterSubXactCallback(subxact_callback, NULL);
 		before_shmem_exit(exit_callback, (Datum) 0);
 		callbacks_registered = true;
 	}
@@ -520,7 +623,48 @@ glintru_cache_acquire_name(const char *name)
 	return glintru_cache_acquire(&e);
 }
 
-/* Release a pin (a released or empty pin is ignored). */
+/*
+ * A load: build the version it just wrote (a file glintru_model_check()
+ * accepted, configuration cfg) once, straight into a slot of the cache that
+ * stays this transaction's until it commits (see the header), and pin it.
+ * When the cache cannot hold it the model is built in private memory for
+ * the load alone (slot -1) and the first use builds it as after a restart.
+ */
+GlintruPin
+glintru_cache_install(const GlintruCatalogEntry *e, const uint8 *buf, size_t len,
+					  const GlintruConfig *cfg, bool has_pop)
+{
+	Size		bytes = glintru_model_bytes(cfg, has_pop);
+	ModelCache *c;
+	int			i;
+	GlintruPin	pin;
+
+	register_callbacks();
+	c = cache();
+	lock(c, LW_EXCLUSIVE);
+	i = find_slot(c, e->id, e->version) < 0 ? try_reserve(c, e, bytes) : -1;
+	if (i >= 0)
+	{
+		/* from here an abort of this (sub)transaction frees the slot, an ERROR below included */
+		c->slots[i].pending_pid = MyProcPid;
+		pending_subxact[i] = GetCurrentSubTransactionId();
+	}
+	unlock(c);
+	pin.slot = i;
+	if (i < 0)
+	{
+		pin.model = glintru_model_build(buf, len, palloc_extended(bytes, MCXT_ALLOC_HUGE));
+		return pin;
+	}
+	glintru_model_build(buf, len, slot_address(&c->slots[i]));
+	lock(c, LW_EXCLUSIVE);
+	c->slots[i].ready = true;
+	pin = pin_slot(c, i);
+	unlock(c);
+	return pin;
+}
+
+/* Release a pin (a released or empty pin is ignored; a private build is freed). */
 void
 glintru_cache_release(GlintruPin *pin)
 {
@@ -528,6 +672,12 @@ glintru_cache_release(GlintruPin *pin)
 
 	if (pin->model == NULL)
 		return;
+	if (pin->slot < 0)
+	{
+		pfree((void *) pin->model);
+		pin->model = NULL;
+		return;
+	}
 	c = shared_mode ? shared_cache : &private_cache;
 	if (my_pins[pin->slot] > 0)
 	{

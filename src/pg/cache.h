@@ -32,11 +32,13 @@ extern GlintruModel *glintru_model_build(const uint8 *buf, size_t len, void *des
 typedef struct GlintruPin
 {
 	const GlintruModel *model;
-	int			slot;			/* cache slot, for release */
+	int			slot;			/* cache slot, for release; -1: a private build */
 } GlintruPin;
 
 extern GlintruPin glintru_cache_acquire(const GlintruCatalogEntry *entry);
 extern GlintruPin glintru_cache_acquire_name(const char *name);
+extern GlintruPin glintru_cache_install(const GlintruCatalogEntry *e, const uint8 *buf, size_t len,
+										const GlintruConfig *cfg, bool has_pop);
 extern void glintru_cache_release(GlintruPin *pin);
 
 /* Work done with a pinned model, by glintru_cache_with_pin(). */

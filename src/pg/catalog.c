@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -22,6 +23,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -296,17 +299,74 @@ glintru_catalog_weights(int32 id, int64 version)
 /* ---- writes of glintru.models ---- */
 
 /*
+ * Like glintru_spi_run() (not read-only, at most one row), with a generic
+ * plan: the parameters stay parameters.  A custom plan would fold each into
+ * a constant, and makeConst() keeps a detoasted copy of a varlena.
+ */
+static uint64
+spi_run_generic(const char *sql, int nargs, Oid *types, Datum *args, int expected, const char *what)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "%s: %s", what, SPI_result_code_string(SPI_result));
+	glintru_spi_check(SPI_execute_plan(plan, args, NULL, false, 1), expected, what);
+	return SPI_processed;
+}
+
+/* The sha256 of the bytes, in hex (the checksum column). */
+static text *
+sha256_hex(const uint8 *buf, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char		hex[2 * PG_SHA256_DIGEST_LENGTH + 1];
+
+	if (pg_cryptohash_init(ctx) < 0 || pg_cryptohash_update(ctx, buf, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the sha256 of the weights: %s", pg_cryptohash_error(ctx))));
+	pg_cryptohash_free(ctx);
+	hex_encode((const char *) digest, sizeof(digest), hex);
+	hex[sizeof(hex) - 1] = '\0';
+	return cstring_to_text(hex);
+}
+
+/*
+ * An in-memory TOAST pointer to value (VARTAG_INDIRECT, as PostgreSQL's
+ * logical decoding and regress.c make): the executor's slots and
+ * heap_form_tuple copy this pointer, not the bytes, and toasting the row
+ * copies them once.  A 264 MB bytea passed as it is would be copied by each.
+ */
+static Datum
+indirect_datum(bytea *value)
+{
+	struct varatt_indirect redirect;
+	struct varlena *p = palloc(INDIRECT_POINTER_SIZE);
+
+	redirect.pointer = (struct varlena *) value;
+	SET_VARTAG_EXTERNAL(p, VARTAG_INDIRECT);
+	memcpy(VARDATA_EXTERNAL(p), &redirect, sizeof(redirect));
+	return PointerGetDatum(p);
+}
+
+/*
  * Insert or (replace) update the row of model name with a file already
  * validated, whose configuration is cfg.  Every write gives the row a new
  * version.  Returns whether an existing row was replaced; *stored is the
- * row as written.
+ * row as written.  The checksum and length are computed here, not in SQL,
+ * and the write has a generic plan and an indirect pointer to the bytes
+ * (spi_run_generic, indirect_datum): the only copy of them is the one the
+ * toaster makes (weights is STORAGE EXTERNAL: no compression).
  */
 bool
 glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights, bool replace,
 					  GlintruCatalogEntry *stored)
 {
-	Datum		args[8];
-	Oid			types[8] = {TEXTOID, INT8OID, INT4OID, INT4OID, INT4OID, FLOAT4OID, BYTEAOID, INT4OID};
+	Datum		args[10];
+	Oid			types[10] = {TEXTOID, INT8OID, INT4OID, INT4OID, INT4OID, FLOAT4OID, BYTEAOID, TEXTOID,
+	INT8OID, INT4OID};
 	bool		exists;
 	GlintruRoleSwitch rs;
 
@@ -316,7 +376,9 @@ glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights
 	args[3] = Int32GetDatum(cfg->n_heads);
 	args[4] = Int32GetDatum(cfg->max_seq_len);
 	args[5] = Float4GetDatum(cfg->layer_norm_eps);
-	args[6] = PointerGetDatum(weights);
+	args[6] = VARATT_IS_EXTENDED(weights) ? PointerGetDatum(weights) : indirect_datum(weights);
+	args[7] = PointerGetDatum(sha256_hex((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)));
+	args[8] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(weights));
 
 	glintru_spi_connect();
 	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_MODELS), &rs);
@@ -329,21 +391,19 @@ glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights
 				 errhint("Pass replace => true to replace it.")));
 	if (exists)
 	{
-		args[7] = spi_value(0, 1);
-		glintru_spi_run("UPDATE glintru.models SET "
+		args[9] = spi_value(0, 1);
+		spi_run_generic("UPDATE glintru.models SET "
 						"version = pg_catalog.nextval('glintru.model_version_seq'::pg_catalog.regclass), "
 						"n_items = $2, d = $3, n_heads = $4, max_seq_len = $5, layer_norm_eps = $6, "
-						"checksum = pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
-						"bytes = pg_catalog.length($7), loaded_at = pg_catalog.now(), weights = $7 "
-						"WHERE id OPERATOR(pg_catalog.=) $8 RETURNING id, version",
-						8, types, args, false, 1, SPI_OK_UPDATE_RETURNING, "could not update glintru.models");
+						"checksum = $8, bytes = $9, loaded_at = pg_catalog.now(), weights = $7 "
+						"WHERE id OPERATOR(pg_catalog.=) $10 RETURNING id, version",
+						10, types, args, SPI_OK_UPDATE_RETURNING, "could not update glintru.models");
 	}
 	else
-		glintru_spi_run("INSERT INTO glintru.models "
+		spi_run_generic("INSERT INTO glintru.models "
 						"(name, n_items, d, n_heads, max_seq_len, layer_norm_eps, checksum, bytes, weights) "
-						"VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.encode(pg_catalog.sha256($7), 'hex'), "
-						"pg_catalog.length($7), $7) RETURNING id, version",
-						7, types, args, false, 1, SPI_OK_INSERT_RETURNING, "could not insert into glintru.models");
+						"VALUES ($1, $2, $3, $4, $5, $6, $8, $9, $7) RETURNING id, version",
+						9, types, args, SPI_OK_INSERT_RETURNING, "could not insert into glintru.models");
 	if (SPI_processed != 1)
 		elog(ERROR, "could not write the row of model \"%s\"", name);
 	stored->id = DatumGetInt32(spi_value(0, 1));

@@ -1,13 +1,19 @@
 /*
  * models.c — the SQL functions of the model catalogue: loading (from bytes
- * or a server file), export, drop, glintru_models() and glintru_memory().
+ * or a server file), prewarm, export, drop, glintru_models() and
+ * glintru_memory().
  *
- * A load validates the file exactly once: the parsed model gives the row's
- * columns and, when an attached model is replaced, rebuilds the attached
- * tables' states directly (attach.c), in the same transaction as the
- * catalogue write, so the replacement is atomic.  The cache builds its own
- * copy of the new version on its first use (keyed by the new version, so no
- * session can see a model that was not committed).
+ * A load validates the file exactly once and builds the model once: the
+ * check gives the row's columns; after the catalogue write the model is
+ * built straight into the cache under the new version (glintru_cache_install:
+ * a version no other session can look up before the load commits, freed if
+ * it aborts), so the first call after the load finds it built; when an
+ * attached model is replaced that same copy rebuilds the attached tables'
+ * states (attach.c), in the same transaction as the catalogue write, so the
+ * replacement is atomic.
+ *
+ * Memory: the file's bytes, plus one transient copy while the row is toasted
+ * (catalog.c), then the built model: about twice the file at the peak.
  */
 #include "postgres.h"
 
@@ -45,6 +51,13 @@ check_model_name(const char *name)
 				 errdetail("Model names are at most %d bytes.", NAMEDATALEN - 1)));
 }
 
+/* glintru_cache_with_pin() callback: rebuild the tables attached to the replaced model. */
+static void
+rebuild_pinned(const GlintruModel *m, void *arg)
+{
+	glintru_attach_rebuild_model((const GlintruCatalogEntry *) arg, m);
+}
+
 /*
  * Validate (once) and store a model file under name; replace an existing
  * model only when asked.  Shared by both loaders and glintru_train().
@@ -57,27 +70,25 @@ glintru_models_store(const char *name, bytea *weights, bool replace)
 	size_t		len = VARSIZE_ANY_EXHDR(weights);
 	GlintruConfig cfg;
 	bool		has_pop;
-	GlintruModel *m;
 	GlintruCatalogEntry stored;
-	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "glintru load",
-											  ALLOCSET_DEFAULT_SIZES);
+	GlintruPin	pin;
 
 	check_model_name(name);
 	glintru_model_check(buf, len, &cfg, &has_pop);
-	m = glintru_model_build(buf, len, MemoryContextAllocHuge(tmp, glintru_model_bytes(&cfg, has_pop)));
-	/* only a replacement can need the parsed model again: else free it before the write */
-	if (!replace)
-		MemoryContextReset(tmp);
-	if (glintru_catalog_store(name, &cfg, weights, replace, &stored))
+	/* the write first: its transient copy of the bytes is gone before the model is built */
+	if (!glintru_catalog_store(name, &cfg, weights, replace, &stored))
 	{
-		/* tables attached to this model: rebuild their state with the new weights */
-		CommandCounterIncrement();
-		PushCopiedSnapshot(GetActiveSnapshot());
-		UpdateActiveSnapshotCommandId();
-		glintru_attach_rebuild_model(&stored, m);
-		PopActiveSnapshot();
+		pin = glintru_cache_install(&stored, buf, len, &cfg, has_pop);
+		glintru_cache_release(&pin);
+		return stored.id;
 	}
-	MemoryContextDelete(tmp);
+	pin = glintru_cache_install(&stored, buf, len, &cfg, has_pop);
+	/* tables attached to this model: rebuild their state with the new weights */
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetActiveSnapshot());
+	UpdateActiveSnapshotCommandId();
+	glintru_cache_with_pin(pin, rebuild_pinned, &stored);
+	PopActiveSnapshot();
 	return stored.id;
 }
 
@@ -144,6 +155,26 @@ glintru_load_model_file(PG_FUNCTION_ARGS)
 				 errhint("Only superusers and members of pg_read_server_files may load a model from a server file; "
 						 "others can pass the bytes to glintru_load_model().")));
 	PG_RETURN_INT32(glintru_models_store(name, read_server_file(path), PG_GETARG_BOOL(2)));
+}
+
+/*
+ * SQL glintru_prewarm(model): build the model's shared copy now (a no-op if
+ * it is built); true if it is in shared memory afterwards.  Without
+ * shared_preload_libraries it builds this backend's private copy: false.
+ */
+PG_FUNCTION_INFO_V1(glintru_prewarm);
+Datum
+glintru_prewarm(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	GlintruCatalogEntry e;
+	GlintruPin	pin;
+
+	if (!glintru_catalog_find(name, &e))
+		glintru_catalog_no_such_model(name);
+	pin = glintru_cache_acquire(&e);
+	glintru_cache_release(&pin);
+	PG_RETURN_BOOL(glintru_cache_shared() && glintru_cache_contains(e.id, e.version));
 }
 
 /* SQL glintru_export_model(name): the stored file, byte for byte. */

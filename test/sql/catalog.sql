@@ -55,7 +55,7 @@ FROM glintru_models() WHERE name LIKE 'catalog%' ORDER BY name;
 SELECT checksum FROM glintru_models() WHERE name = 'catalog_m';
 SELECT loaded_at <= now() AS loaded_at_set FROM glintru_models() WHERE name = 'catalog_m';
 
--- ---- shared memory: built on first use ----
+-- ---- shared memory: a load builds the model there when it commits ----
 SELECT count(*) AS recommended FROM glintru_recommend_history('catalog_m', ARRAY[103, 106, 109]);
 SELECT name, in_shared_memory FROM glintru_models() WHERE name LIKE 'catalog%' ORDER BY name;
 SELECT mode, budget_bytes = pg_size_bytes(current_setting('glintru.shared_memory_size')) AS budget_is_setting,
@@ -187,6 +187,43 @@ DROP OWNED BY regress_glintru_catalog_nobody, regress_glintru_catalog_loader;
 DROP ROLE regress_glintru_catalog_nobody, regress_glintru_catalog_loader;
 RESET glintru_catalog_test.path;
 
+-- ---- prewarm, and the shared copy a load installs ----
+SELECT glintru_prewarm('catalog_no_such');
+-- a load is in shared memory at commit, without any call
+SELECT glintru_load_model('catalog_warm', :'f') > 0 AS loaded;
+SELECT in_shared_memory FROM glintru_models() WHERE name = 'catalog_warm';
+SELECT glintru_prewarm('catalog_warm') AS prewarmed;
+SELECT in_shared_memory FROM glintru_models() WHERE name = 'catalog_warm';
+-- a rollback of a load leaves nothing cached and nothing used
+SELECT glintru_drop_model(name) FROM glintru_models() WHERE name LIKE 'catalog%' ORDER BY name;
+SELECT used_bytes AS used_before, models AS models_before FROM glintru_memory() \gset
+BEGIN;
+SELECT glintru_load_model('catalog_rb', :'f') > 0 AS loaded;
+SELECT models = :models_before + 1 AS cached_in_the_load, used_bytes > :used_before AS uses_memory FROM glintru_memory();
+ROLLBACK;
+SELECT count(*) AS rolled_back_models FROM glintru_models() WHERE name = 'catalog_rb';
+SELECT used_bytes = :used_before AS used_unchanged, models = :models_before AS models_unchanged FROM glintru_memory();
+-- the same in a subtransaction that is rolled back
+BEGIN;
+SAVEPOINT s;
+SELECT glintru_load_model('catalog_rb', :'f') > 0 AS loaded;
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT used_bytes = :used_before AS used_unchanged, models = :models_before AS models_unchanged FROM glintru_memory();
+-- a load refused in a transaction that goes on (the model exists) caches nothing more
+BEGIN;
+SELECT glintru_load_model('catalog_warm', :'f') > 0 AS loaded;
+SAVEPOINT s;
+SELECT glintru_load_model('catalog_warm', :'f');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT models = :models_before + 1 AS one_more_model FROM glintru_memory();
+-- a replace: the new version is cached at commit, the old one freed
+SELECT glintru_load_model('catalog_warm', :'f', replace => true) > 0 AS replaced;
+SELECT in_shared_memory FROM glintru_models() WHERE name = 'catalog_warm';
+SELECT models = :models_before + 1 AS one_more_model FROM glintru_memory();
+SELECT count(*) AS recommended FROM glintru_recommend_history('catalog_warm', ARRAY[103, 106, 109]);
+SELECT models = :models_before + 1 AS still_one_more_model FROM glintru_memory();
 -- ---- clean up ----
 SELECT glintru_drop_model(name) FROM glintru_models() WHERE name LIKE 'catalog%' ORDER BY name;
 SELECT count(*) AS models_left FROM glintru_models() WHERE name LIKE 'catalog%';
