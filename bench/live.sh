@@ -204,7 +204,10 @@ for r in $(seq "$ROUNDS"); do
     WALB[$kind.$t]=$(( ${WALB[$kind.$t]:-0} + $(q -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint") ))
     # the same range without full-page images (the first change of a page after the
     # CHECKPOINT before each chunk): the records the rows themselves cost
-    WALR[$kind.$t]=$(( ${WALR[$kind.$t]:-0} + $(as_pg "$PGBIN/pg_waldump" --stats -p "$W/data/pg_wal" -s "$lsn0" -e "$lsn1" 2>/dev/null | awk '$1 == "Total" {print $3 + 0}') ))
+    q -c "SELECT pg_switch_wal()" >/dev/null   # flush: pg_waldump reads the files (synchronous_commit = off)
+    recb=$(as_pg "$PGBIN/pg_waldump" --stats -p "$W/data/pg_wal" -s "$lsn0" -e "$lsn1" 2>"$W/waldump.err" | awk '$1 == "Total" {print $3 + 0}')
+    [ -n "$recb" ] || { log "pg_waldump: $(head -1 "$W/waldump.err")"; recb=0; }
+    WALR[$kind.$t]=$(( ${WALR[$kind.$t]:-0} + recb ))
     WALN[$kind.$t]=$(( ${WALN[$kind.$t]:-0} + $(tail -1 "$W/chunks.txt" | awk '{print $4 + 0}') ))
   done
   log "  round $r: $(for c in $CASES; do k=${c%:*}; k=${k/:/.}; grep "^$k " "$W/chunks.txt" | tail -1 | awk '{printf "%s %.0f/s  ", $1, $2}'; done)"
