@@ -33,9 +33,7 @@ SEED=${BENCH_SEED:-20250}
 
 bench_init filters
 bench_build
-bench_core_tool score_bench
-SB=$W/bin/score_bench
-[ "$(id -u)" = 0 ] && chown postgres "$W"
+bench_score_tool
 
 log "histories (50 random known ids, seed $SEED) and the synthetic 1M-item model"
 H_M=$($SB hist "$MODEL" "$SEED" 50)

@@ -100,6 +100,13 @@ bench_core_tool() {
     $(printf "$SRC/%s " $objs) -L"$OB_LIB" -Wl,-rpath,"$OB_LIB" -lopenblas -lm -lpthread -o "$W/bin/$1"
 }
 
+# bench/score_bench.c linked as bench_core_tool does: $SB, the work dir readable by the server.
+bench_score_tool() {
+  bench_core_tool score_bench
+  SB=$W/bin/score_bench
+  if [ "$(id -u)" = 0 ]; then chown postgres "$W"; fi
+}
+
 # initdb and start the throwaway cluster with glintru preloaded and the given settings.
 bench_cluster() {
   [ "$(id -u)" = 0 ] && chown postgres "$W"

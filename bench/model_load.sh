@@ -33,9 +33,7 @@ SEED=${BENCH_SEED:-20250}
 
 bench_init mload
 bench_build
-bench_core_tool score_bench
-SB=$W/bin/score_bench
-[ "$(id -u)" = 0 ] && chown postgres "$W"
+bench_score_tool
 log "the synthetic 1M-item model"
 $SB gen "$W/big.safetensors" 1000000 64 4 200 "$SEED" >&2
 $SB hist "$W/big.safetensors" "$SEED" 50 >"$W/hist_big.txt"

@@ -43,9 +43,7 @@ SEED=${BENCH_SEED:-20250}
 
 bench_init bench
 bench_build
-bench_core_tool score_bench
-SB=$W/bin/score_bench
-[ "$(id -u)" = 0 ] && chown postgres "$W"
+bench_score_tool
 
 LENS="1 50 200 1000"
 log "histories ($LENS items, random known ids, seed $SEED) and the synthetic 1M-item model"
