@@ -8,7 +8,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use FindBin;
 
 # a model of ~7 MB in memory (2,000 items, d 64, with per-item tables), trained in SQL
 my $setup = q{CREATE EXTENSION glintru;
