@@ -5,7 +5,8 @@
 # refuses root), prints prove's output, then one "ok: …" line per passing TAP
 # test and one "FAILED: …" line per failing one (test/run.sh counts them), and
 # ends with test_summary.  Arguments: TAP files (default test/t/*.pl).
-# GLINTRU_TAP_JOBS=N runs N files in parallel (prove -j; default 1).
+# GLINTRU_TAP_JOBS=N runs N files in parallel (prove -j; default 1);
+# GLINTRU_TAP_COPY=1 runs from a copy of test/ even when postgres can read the tree.
 # Logs: kept in the printed directory when something failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -38,7 +39,7 @@ trap cleanup EXIT
 
 # the postgres user must read the TAP files and test/data: else run a readable copy
 TREE=$ROOT
-if ! as_pg test -r "$ROOT/test/t/001_memory.pl" || ! as_pg test -r "$ROOT/test/data/small/model.safetensors"; then
+if [ -n "${GLINTRU_TAP_COPY:-}" ] || ! as_pg test -r "$ROOT/test/t/001_memory.pl" || ! as_pg test -r "$ROOT/test/data/small/model.safetensors"; then
   mkdir -p "$WORK/tree" && cp -r "$ROOT/test" "$WORK/tree/" && chmod -R a+rX "$WORK/tree"
   TREE=$WORK/tree
 fi
