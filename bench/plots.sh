@@ -88,7 +88,7 @@ if [ -n "$REC" ]; then
   plot "$OUT/latency-history.png" <<EOF
 set title "glintru_recommend_history, ml1m-shape model (3,416 items, d 64, L 200), one client\n$(cores "$REC"), noisy: other jobs share it"
 set xlabel "history length (items, log scale)"; set ylabel "ms per call (log scale)"
-set logscale xy; set xrange [0.7:1500]; set yrange [0.02:100]
+set logscale xy; set xrange [0.7:1500]; set yrange [0.02:100]; set key bottom center outside maxrows 2 box; set bmargin 7
 set xtics ("1" 1, "50" 50, "200" 200, "1000" 1000)
 set arrow from 200, graph 0 to 200, graph 1 nohead dt 3 lc rgb '#999999'
 set label "L = 200: a longer history\nis cut to its last 200 items" at 210, 0.035 left tc rgb '#666666'
