@@ -24,7 +24,10 @@
 # 4. 1M items: the same in-database measurements (history of 50), the raw
 #    sgemv + top-10 in C against a plain read of the 256 MB item table
 #    (the memory-bandwidth bound), and PyTorch on the same model;
-# 5. prints the table.  Timings come from one noisy 2-core machine and are
+# 5. the catalogue-size sweep: a synthetic 100,000-item model ('mid') beside the two
+#    above, history of 50: pgbench and PL/pgSQL loop, and the plain read of each
+#    item table (the bound), one 'sweep' line per size (read by bench/plots.sh);
+# 6. prints the table.  Timings come from one noisy 2-core machine and are
 #    printed, never judged: the targets are shown beside them.
 #
 # Knobs: GLINTRU_SHARED (default ../shared), BENCH_SECONDS (per pgbench run, default 6),
@@ -51,6 +54,8 @@ log "histories ($LENS items, random known ids, seed $SEED) and the synthetic 1M-
 $SB hist "$MODEL" "$SEED" $LENS >"$W/hist.txt"
 $SB gen "$W/big.safetensors" 1000000 64 4 200 "$SEED" >&2
 $SB hist "$W/big.safetensors" "$SEED" 50 >"$W/hist_big.txt"
+$SB gen "$W/mid.safetensors" 100000 64 4 200 "$SEED" >&2
+$SB hist "$W/mid.safetensors" "$SEED" 50 >"$W/hist_mid.txt"
 chmod 644 "$W"/*.safetensors "$W"/*.txt
 
 # ---- cluster ----
@@ -58,12 +63,14 @@ bench_cluster glintru.shared_memory_size=600MB fsync=off synchronous_commit=off 
 q -c "CREATE EXTENSION glintru" >/dev/null \
   || { echo "CREATE EXTENSION failed: is the working tree mid-edit? BENCH_REV=HEAD benchmarks the last commit" >&2; exit 1; }
 q -c "SELECT glintru_load_model_file('m', '$MODEL')" >/dev/null
+q -c "SELECT glintru_load_model_file('mid', '$W/mid.safetensors')" >/dev/null
 t0=$(date +%s.%N)
 q -c "SELECT glintru_load_model_file('big', '$W/big.safetensors')" >/dev/null
 t1=$(date +%s.%N)
 # first use builds each model in shared memory: do it before timing anything
 q -c "SELECT count(*) FROM glintru_recommend_history('m', '{1}', 10)" \
-  -c "SELECT count(*) FROM glintru_recommend_history('big', '{1}', 10)" >/dev/null
+  -c "SELECT count(*) FROM glintru_recommend_history('big', '{1}', 10)" \
+  -c "SELECT count(*) FROM glintru_recommend_history('mid', '{1}', 10)" >/dev/null
 t2=$(date +%s.%N)
 log "$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "loaded; 1M model: glintru_load_model_file %.1f s, first use (built in shared memory) %.1f s", b - a, c - b }')"
 q -F ' | ' -c "SELECT name, items, d, bytes, in_shared_memory FROM glintru_models()" \
@@ -166,6 +173,15 @@ if [ "$TORCH_OK" = 1 ]; then
   BIG_TOPG=$(q -c "SELECT string_agg(item_id::text, ' ') FROM glintru_recommend_history('big', '$(to_array "$BIGH")', 10)")
 fi
 
+# ---- catalogue-size sweep: history of 50, the three models ----
+log "catalogue sweep: 100k items, history of 50 (pgbench, PL/pgSQL loop); item-table reads of 3416 and 100k"
+MIDH=$(cat "$W/hist_mid.txt")
+MID_PGB=$(pgb mid "$MIDH" mid)
+MID_LOOP=$(plp mid "$MIDH" "$SECS")
+bound_ms() { $SB score "$1" 1.5 | awk '/^RESULT/ {sub("read_ms=", "", $2); print $2}'; }
+M_RD=$(bound_ms "$MODEL")
+MID_RD=$(bound_ms "$W/mid.safetensors")
+
 # ---- table ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.1fx", a / b; else printf "-" }'; }
 agree() { if [ "$TORCH_OK" != 1 ]; then echo "-"; elif [ "$1" = "$2" ]; then echo same; else echo DIFF; fi; }
@@ -196,6 +212,12 @@ echo "1M items x d 64 (256 MB item table), numeric core outside the server, ms p
 sed 's/^/  /' "$W/score.txt" | grep -v RESULT
 printf '  bandwidth bound (plain read of 256 MB) %.1f ms; in-database %s ms = %s of the bound\n' "$RD" "$BIG_PGB" \
   "$(ratio "$BIG_PGB" "$RD")"
+echo
+echo "catalogue-size sweep (history of 50, d 64; ml1m-shape is the trained model, the others random weights), ms per call:"
+printf '  %-6s %9s %9s %9s %12s\n' sweep items pgbench plpgsql "bound(read)"
+printf '  %-6s %9s %9s %9s %12s\n' sweep 3416 "${PGB[50]}" "${LOOP[50]}" "$M_RD"
+printf '  %-6s %9s %9s %9s %12s\n' sweep 100000 "$MID_PGB" "$MID_LOOP" "$MID_RD"
+printf '  %-6s %9s %9s %9s %12s\n' sweep 1000000 "$BIG_PGB" "$BIG_LOOP" "$RD"
 echo "first / second call in a fresh connection: ml1m-shape, history 200: $FIRST_M; 1M items: $FIRST_BIG"
 echo
 echo "targets (issue 2): history 200 < 1 ms/call -> pgbench ${PGB[200]} ms, plpgsql ${LOOP[200]} ms;" \
