@@ -68,7 +68,9 @@ if [ "$MODE" = relocated ]; then
   else bad "the relocated PostgreSQL copy does not resolve its own paths"; test_summary package; exit; fi
 else
   export DEBIAN_FRONTEND=noninteractive
-  if apt-get install -y "$deb" >"$TMP/apt.log" 2>&1; then ok "apt-get install $(basename "$deb")"
+  # --reinstall: the same version may be installed already, its files since
+  # overwritten by a make install (apt would then keep them as they are)
+  if apt-get install -y --reinstall "$deb" >"$TMP/apt.log" 2>&1; then ok "apt-get install $(basename "$deb")"
   else tail -20 "$TMP/apt.log"; bad "apt-get install $(basename "$deb")"; test_summary package; exit; fi
   if dpkg -V "$PKG" >"$TMP/verify.log" 2>&1 && [ ! -s "$TMP/verify.log" ]; then ok "dpkg -V $PKG: installed files as packaged"
   else bad "dpkg -V $PKG: $(cat "$TMP/verify.log")"; fi
