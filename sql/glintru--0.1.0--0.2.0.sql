@@ -104,3 +104,32 @@ CREATE FUNCTION glintru_score(user_id bigint, items bigint[], interactions regcl
 RETURNS TABLE(item_id bigint, score real)
 AS 'MODULE_PATHNAME', 'glintru_score'
 LANGUAGE C STABLE ROWS 10;
+
+-- usage counters (new in 0.2.0): per model and attachment, in shared memory
+-- with shared_preload_libraries, else this backend's own
+CREATE FUNCTION glintru_stats(
+    OUT model_id integer, OUT attachment_id integer,
+    OUT calls bigint, OUT rows bigint,
+    OUT total_time_ms double precision, OUT max_time_ms double precision,
+    OUT trigger_events bigint, OUT rebuilds bigint,
+    OUT deferred_refreshes bigint, OUT state_bytes_written bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'glintru_stats'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru_stats_reset() RETURNS void
+AS 'MODULE_PATHNAME', 'glintru_stats_reset'
+LANGUAGE C VOLATILE;
+
+REVOKE EXECUTE ON FUNCTION glintru_stats_reset() FROM PUBLIC;
+
+-- the counters with the model's name and the interactions table (NULL once dropped)
+CREATE VIEW glintru_stats AS
+  SELECT m.name AS model, s.model_id, a.relid::regclass AS interactions, s.attachment_id,
+         s.calls, s.rows, s.total_time_ms, s.max_time_ms, s.trigger_events, s.rebuilds,
+         s.deferred_refreshes, s.state_bytes_written
+  FROM glintru_stats() s
+  LEFT JOIN glintru.models m ON m.id OPERATOR(pg_catalog.=) s.model_id
+  LEFT JOIN glintru.attachments a ON a.id OPERATOR(pg_catalog.=) s.attachment_id;
+
+GRANT SELECT ON glintru_stats TO PUBLIC;

@@ -31,6 +31,7 @@
 #include "catalog.h"
 #include "events.h"
 #include "state.h"
+#include "stats.h"
 
 /* the statement-level triggers glintru_attach() creates, and what fires them */
 static const char *const trigger_names[] = {"glintru_insert", "glintru_update", "glintru_delete", "glintru_truncate"};
@@ -211,6 +212,8 @@ glintru_attach(PG_FUNCTION_ARGS)
 	b.t = &t;
 	b.att_id = a.id;
 	b.users = 0;
+	/* the counters the backfill's state writes add to (glintru_stats_of_attachment) */
+	(void) glintru_stats_entry(a.model_id, a.id);
 	/* the weights of the version locked, which the statement's snapshot may predate */
 	PushActiveSnapshot(GetLatestSnapshot());
 	pin = glintru_cache_acquire(&e);
@@ -292,6 +295,7 @@ glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m
 		{
 			Backfill	b = {&t, a->id, 0};
 
+			(void) glintru_stats_entry(e->id, a->id);
 			backfill_pinned(m, &b);
 		}
 	}

@@ -1,8 +1,8 @@
 /*
  * module.c — the module's entry point: _PG_init defines glintru's settings
  * and, when glintru is preloaded, registers the shared memory hooks that
- * give the model cache and the training progress their shared memory.
- * The top of the glue: it calls the cache and progress set-up, nothing calls it.
+ * give the model cache, the training progress and the usage counters their
+ * shared memory.  The top of the glue: it calls their set-up, nothing calls it.
  */
 #include "postgres.h"
 
@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "progress.h"
+#include "stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -26,7 +27,7 @@ static int	shared_memory_mb = 128;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* shmem_request_hook: the cache's region and the progress slots, with their locks. */
+/* shmem_request_hook: the cache's region, the progress slots and the usage counters, with their locks. */
 static void
 glintru_shmem_request(void)
 {
@@ -34,9 +35,10 @@ glintru_shmem_request(void)
 		prev_shmem_request_hook();
 	glintru_cache_shmem_request(shared_memory_mb);
 	glintru_progress_shmem_request();
+	glintru_stats_shmem_request();
 }
 
-/* shmem_startup_hook: create or find both. */
+/* shmem_startup_hook: create or find all three. */
 static void
 glintru_shmem_startup(void)
 {
@@ -44,6 +46,7 @@ glintru_shmem_startup(void)
 		prev_shmem_startup_hook();
 	glintru_cache_shmem_startup(shared_memory_mb);
 	glintru_progress_shmem_startup();
+	glintru_stats_shmem_startup();
 }
 
 /* Module load: settings and, when preloading, shared memory. */
@@ -66,6 +69,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("glintru");
 	glintru_cache_use_shared_memory();
 	glintru_progress_use_shared_memory();
+	glintru_stats_use_shared_memory();
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = glintru_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

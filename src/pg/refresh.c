@@ -16,6 +16,7 @@
 #include "catalog.h"
 #include "events.h"
 #include "state.h"
+#include "stats.h"
 
 /* What a refresh needs and counts. */
 typedef struct Refresh
@@ -84,5 +85,6 @@ glintru_refresh(PG_FUNCTION_ARGS)
 	r.only_user = r.have_user ? PG_GETARG_INT64(1) : 0;
 	r.refreshed = 0;
 	glintru_cache_with_pin(glintru_state_model(&a), refresh_pinned, &r);
+	glintru_stats_add(glintru_stats_of_attachment(a.id), GLINTRU_STAT_REFRESHES, (uint64) r.refreshed);
 	PG_RETURN_INT64(r.refreshed);
 }

@@ -21,6 +21,7 @@
 #include "kernels.h"
 #include "rank.h"
 #include "state.h"
+#include "stats.h"
 
 /* users scored per GEMM: bounds the score matrix for large catalogues */
 #define BATCH_USERS 64
@@ -350,12 +351,38 @@ history_user_vector(const GlintruModel *m, const Request *r, int32 **rows_out, i
 static void
 serve_attached(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn, int att_arg)
 {
-	GlintruAttachment a = glintru_attachment_resolve(!PG_ARGISNULL(att_arg),
-													 PG_ARGISNULL(att_arg) ? InvalidOid : PG_GETARG_OID(att_arg));
+	instr_time	start;
+	GlintruAttachment a;
+	GlintruStatsEntry *st;
 
+	INSTR_TIME_SET_CURRENT(start);
+	a = glintru_attachment_resolve(!PG_ARGISNULL(att_arg),
+								   PG_ARGISNULL(att_arg) ? InvalidOid : PG_GETARG_OID(att_arg));
+	st = glintru_stats_entry(a.model_id, a.id);
 	r->att_id = a.id;
 	InitMaterializedSRF(fcinfo, 0);
 	glintru_cache_with_pin(glintru_state_model(&a), fn, r);
+	glintru_stats_call(st, (uint64) tuplestore_tuple_count(r->rsinfo->setResult), start);
+}
+
+/*
+ * Serve a request from the model named name (functions given a history):
+ * fn runs with the model pinned, and the call is counted for (model, 0).
+ */
+static void
+serve_named(Request *r, const char *name, GlintruPinnedFn fn)
+{
+	instr_time	start;
+	GlintruCatalogEntry e;
+	GlintruStatsEntry *st;
+
+	INSTR_TIME_SET_CURRENT(start);
+	if (!glintru_catalog_find(name, &e))
+		glintru_catalog_no_such_model(name);
+	st = glintru_stats_entry(e.id, 0);
+	glintru_cache_with_pin(glintru_cache_acquire(&e), fn, r);
+	glintru_stats_call(st, r->rsinfo ? (uint64) tuplestore_tuple_count(r->rsinfo->setResult)
+					   : (uint64) (r->result != NULL), start);
 }
 
 /* Read k and exclude_seen (arguments 1 and 2), which the caller checked are not NULL. */
@@ -589,7 +616,7 @@ glintru_user_vector(PG_FUNCTION_ARGS)
 	Request		r = {0};
 
 	r.history = PG_GETARG_ARRAYTYPE_P(1);
-	glintru_cache_with_pin(glintru_cache_acquire_name(name), user_vector_pinned, &r);
+	serve_named(&r, name, user_vector_pinned);
 	/* a history with no item the model knows has no user vector */
 	if (r.result == NULL)
 		PG_RETURN_NULL();
@@ -639,7 +666,7 @@ glintru_recommend_history(PG_FUNCTION_ARGS)
 	r.exclude_seen = PG_GETARG_BOOL(3);
 	check_k(r.k);
 	request_filters(&r, fcinfo, 4);
-	glintru_cache_with_pin(glintru_cache_acquire_name(name), recommend_history_pinned, &r);
+	serve_named(&r, name, recommend_history_pinned);
 	return (Datum) 0;
 }
 
@@ -732,6 +759,6 @@ glintru_score_history(PG_FUNCTION_ARGS)
 	r.history = PG_GETARG_ARRAYTYPE_P(1);
 	r.items = PG_GETARG_ARRAYTYPE_P(2);
 	InitMaterializedSRF(fcinfo, 0);
-	glintru_cache_with_pin(glintru_cache_acquire_name(name), score_history_pinned, &r);
+	serve_named(&r, name, score_history_pinned);
 	return (Datum) 0;
 }

@@ -41,6 +41,7 @@
 #include "events.h"
 #include "schema.h"
 #include "state.h"
+#include "stats.h"
 
 /* Scratch space and two states for computing states with model m. */
 void
@@ -71,6 +72,8 @@ glintru_state_model(const GlintruAttachment *a)
 						get_rel_name(a->relid), e.name),
 				 errhint("Run glintru_attach('%s', '%s') again to rebuild it.", e.name,
 						 get_rel_name(a->relid))));
+	/* the statement's usage counters, found here once (glintru_stats_of_attachment) */
+	(void) glintru_stats_entry(a->model_id, a->id);
 	return glintru_cache_acquire(&e);
 }
 
@@ -484,6 +487,8 @@ glintru_state_write(GlintruStateRel *sr, const GlintruTable *t, int32 att_id, in
 		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
 	}
 	ExecClearTuple(out);
+	if (written)
+		glintru_stats_add(glintru_stats_of_attachment(att_id), GLINTRU_STAT_STATE_BYTES, VARHDRSZ + len);
 	/* later lookups and locks of this statement must see the new version */
 	CommandCounterIncrement();
 	return written;
@@ -562,6 +567,7 @@ void
 glintru_state_rebuild_user(GlintruStateRel *sr, const GlintruTable *t, GlintruWork *w, int32 att_id,
 						   int64 user_id)
 {
+	glintru_stats_add(glintru_stats_of_attachment(att_id), GLINTRU_STAT_REBUILDS, 1);
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		GlintruLockedState ls;

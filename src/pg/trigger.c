@@ -24,6 +24,7 @@
 #include "catalog.h"
 #include "events.h"
 #include "state.h"
+#include "stats.h"
 
 /* One event of a statement (a row of a transition table). */
 typedef struct Event
@@ -270,6 +271,8 @@ fire_insert(const Firing *f, TriggerData *td)
 	int			n;
 	Event	   *ev = read_events(td->tg_newtable, td->tg_relation, f->t, &n, false);
 
+	glintru_stats_add(glintru_stats_of_attachment(f->att_id), GLINTRU_STAT_TRIGGER_EVENTS, (uint64) n);
+
 	qsort_arg(ev, n, sizeof(Event), event_cmp, (void *) &f->t->order);
 	for (int i = 0; i < n;)
 	{
@@ -302,6 +305,8 @@ fire_change(const Firing *f, TriggerData *td)
 		qsort_arg(old, n_old, sizeof(Event), event_item_cmp, (void *) &f->t->order);
 	if (new)
 		qsort_arg(new, n_new, sizeof(Event), event_item_cmp, (void *) &f->t->order);
+	glintru_stats_add(glintru_stats_of_attachment(f->att_id), GLINTRU_STAT_TRIGGER_EVENTS,
+					  (uint64) (n_new > 0 ? n_new : n_old));
 	users = changed_users(f->t, old, n_old, new, n_new, &n_users);
 	for (int i = 0; i < n_users; i++)
 	{
