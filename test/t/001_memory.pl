@@ -8,6 +8,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use GlintruTest;
 
 # a model of ~7 MB in memory (2,000 items, d 64, with per-item tables), trained in SQL
 my $setup = q{CREATE EXTENSION glintru;
@@ -17,10 +20,7 @@ SELECT glintru_train('big', 'ev', options => '{"d": 64, "heads": 4, "max_seq_len
 SELECT glintru_train('small', 'ev', options => '{"d": 4, "heads": 1, "max_seq_len": 8, "epochs": 1}') > 0;};
 
 # --- preloaded, with a 1 MB budget
-my $shared = PostgreSQL::Test::Cluster->new('shared');
-$shared->init;
-$shared->append_conf('postgresql.conf', "shared_preload_libraries = 'glintru'\nglintru.shared_memory_size = 1MB\nlog_statement = none");
-$shared->start;
+my $shared = glintru_node('shared', "glintru.shared_memory_size = 1MB");
 
 my ($rc, $out, $err) = $shared->psql('postgres', $setup);
 is($rc, 0, 'setup with a 1 MB budget') or diag($err);

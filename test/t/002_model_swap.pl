@@ -10,35 +10,16 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use FindBin;
+use lib $FindBin::RealBin;
+use GlintruTest;
 
 my $db = 'glintru_model_swap';
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-sub read_bin
-{
-	my ($path) = @_;
-	open my $fh, '<', $path or die "cannot read $path: $!";
-	binmode $fh;
-	local $/;
-	my $bytes = <$fh>;
-	close $fh;
-	return $bytes;
-}
 
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "cannot write $path: $!";
-	print $fh $text;
-	close $fh;
-}
 
-sub slurp_or_empty { my ($p) = @_; return -e $p ? slurp_file($p) : ''; }
 
-my $node = PostgreSQL::Test::Cluster->new('swap');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'glintru'\nlog_statement = none");
-$node->start;
+my $node = glintru_node('swap');
 
 # a psql client in the background, reading a script file, its output to files
 sub bg_psql
@@ -65,7 +46,7 @@ sub q_err
 	return $out;
 }
 
-my $hex = unpack('H*', read_bin("$FindBin::RealBin/../data/small/model.safetensors"));
+my $hex = small_model_hex();
 $node->safe_psql('postgres', "CREATE DATABASE $db");
 $node->safe_psql($db, "CREATE EXTENSION glintru;
 SELECT glintru_load_model('m', decode('$hex', 'hex'));

@@ -27,48 +27,21 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use FindBin;
-use Digest::SHA qw(sha256_hex);
+use lib $FindBin::RealBin;
+use GlintruTest;
 use Time::HiRes qw(time usleep);
 
 my $t0 = time;
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-sub read_bin
-{
-	my ($path) = @_;
-	open my $fh, '<', $path or die "cannot read $path: $!";
-	binmode $fh;
-	local $/;
-	my $bytes = <$fh>;
-	close $fh;
-	return $bytes;
-}
 
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "cannot write $path: $!";
-	print $fh $text;
-	close $fh;
-}
 
 sub nlines { my ($s) = @_; return scalar(my @l = split /\n/, $s, -1); }
 
-# the server maps the installed library: a `make install` by someone else during the run
-# rewrites it in place under the running server (crashes, mixed code) — detected below
-my $so = `pg_config --pkglibdir`;
-chomp $so;
-$so .= '/glintru.so';
-my $so_sum = substr(sha256_hex(read_bin($so)), 0, 16);
+my $so_guard = so_guard_start();
 
 note '== primary and hot standby';
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'glintru'
-log_statement = none
-shared_buffers = 128MB
-max_connections = 20");
-$primary->start;
+my $primary = glintru_node('primary', "shared_buffers = 128MB\nmax_connections = 20", allows_streaming => 1);
 $primary->backup('clone');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'clone', has_streaming => 1);
@@ -135,7 +108,7 @@ sub same_on_both
 }
 
 note '== primary: model, table, attach, events';
-my $hex = unpack('H*', read_bin("$FindBin::RealBin/../data/small/model.safetensors"));
+my $hex = small_model_hex();
 my ($out, $rc, $err) = sq($primary, <<'SQL', "w=$hex");
 CREATE EXTENSION glintru;
 SELECT glintru_load_model('m', decode(:'w', 'hex'));
@@ -367,8 +340,7 @@ is(scalar(@errs), 0, 'standby log has no ERROR/FATAL/PANIC') or diag(join("\n", 
 my @perrs = grep { /ERROR|FATAL|PANIC/ && !/the two mix logits/ } split /\n/, slurp_file($primary->logfile);
 is(scalar(@perrs), 0, 'primary log has no ERROR/FATAL/PANIC') or diag(join("\n", @perrs[ 0 .. ($#perrs < 4 ? $#perrs : 4) ]));
 
-is(substr(sha256_hex(read_bin($so)), 0, 16), $so_sum, "$so unchanged during the run ($so_sum…)")
-  or diag("$so was replaced during the run (make install elsewhere?): the results above are not trustworthy, run again");
+so_guard_check($so_guard);
 $standby->stop;
 $primary->stop;
 note sprintf('replica: %.1f s', time - $t0);

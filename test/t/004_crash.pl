@@ -32,49 +32,21 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use FindBin;
-use Digest::SHA qw(sha256_hex);
+use lib $FindBin::RealBin;
+use GlintruTest;
 use Time::HiRes qw(time usleep);
 
 my $T0 = time;
 my $COPY_ROWS = $ENV{GLINTRU_CRASH_COPY_ROWS} || 200000;
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-sub read_bin
-{
-	my ($path) = @_;
-	open my $fh, '<', $path or die "cannot read $path: $!";
-	binmode $fh;
-	local $/;
-	my $bytes = <$fh>;
-	close $fh;
-	return $bytes;
-}
 
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "cannot write $path: $!";
-	print $fh $text;
-	close $fh;
-}
-sub slurp_or_empty { my ($p) = @_; return -e $p ? slurp_file($p) : ''; }
 sub last_line { my @l = split /\n/, $_[0]; return @l ? $l[-1] : ''; }
 sub elapsed { return sprintf('%d ms', (time - $_[0]) * 1000); }
 
-# the server maps the installed library: a `make install` by someone else during the run
-# rewrites it in place under the running server (crashes, mixed code) — detected below
-my $so = `pg_config --pkglibdir`;
-chomp $so;
-$so .= '/glintru.so';
-my $so_sum = substr(sha256_hex(read_bin($so)), 0, 16);
+my $so_guard = so_guard_start();
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'glintru'
-restart_after_crash = on
-log_statement = none
-wal_level = replica");
-$node->start;
+my $node = glintru_node('crash', "restart_after_crash = on\nwal_level = replica");
 my $LOG = $node->logfile;
 
 # run SQL: (output, exit code, stderr) in list context, output in scalar context
@@ -186,7 +158,7 @@ sub verify    # what table
 }
 
 note '== cluster';
-my $hex = unpack('H*', read_bin("$FindBin::RealBin/../data/small/model.safetensors"));
+my $hex = small_model_hex();
 my ($out, $rc, $err) = sq(<<'SQL', "w=$hex");
 CREATE EXTENSION glintru;
 SELECT glintru_load_model('m', decode(:'w', 'hex'));
@@ -460,8 +432,7 @@ my @errs = grep { /PANIC|TRAP|could not (write|lock|create|read) the|unreadable 
 is(scalar(@errs), 0, 'server log: no PANIC, assertion or glintru state error')
   or diag(join("\n", @errs[ 0 .. ($#errs < 4 ? $#errs : 4) ]));
 
-is(substr(sha256_hex(read_bin($so)), 0, 16), $so_sum, "$so unchanged during the run ($so_sum…)")
-  or diag("$so was replaced during the run (make install elsewhere?): the results above are not trustworthy, run again");
+so_guard_check($so_guard);
 $node->stop;
 note 'crash: ' . elapsed($T0);
 done_testing();
