@@ -532,6 +532,19 @@ pin_slot(ModelCache *c, int i)
 	return pin;
 }
 
+/* Mark slot i, just built, ready for every backend and pin it for this one. */
+static GlintruPin
+publish_slot(ModelCache *c, int i)
+{
+	GlintruPin	pin;
+
+	lock(c, LW_EXCLUSIVE);
+	c->slots[i].ready = true;
+	pin = pin_slot(c, i);
+	unlock(c);
+	return pin;
+}
+
 /* Pin the ready slot of (id, version) if there is one; false on a miss. */
 static bool
 try_pin(ModelCache *c, const GlintruCatalogEntry *e, GlintruPin *pin)
@@ -562,7 +575,6 @@ build_and_pin(ModelCache *c, const GlintruCatalogEntry *e)
 	bool		has_pop;
 	char		err[256];
 	volatile int i;
-	GlintruPin	pin;
 
 	if (!glintru_safetensors_check(buf, len, &cfg, &has_pop, err, sizeof(err)))
 		ereport(ERROR,
@@ -584,11 +596,7 @@ build_and_pin(ModelCache *c, const GlintruCatalogEntry *e)
 	}
 	PG_END_TRY();
 	pfree(w);
-	lock(c, LW_EXCLUSIVE);
-	c->slots[i].ready = true;
-	pin = pin_slot(c, i);
-	unlock(c);
-	return pin;
+	return publish_slot(c, i);
 }
 
 /* Pin the model version the caller found in the catalogue, building it on a miss. */
@@ -657,11 +665,7 @@ glintru_cache_install(const GlintruCatalogEntry *e, const uint8 *buf, size_t len
 		return pin;
 	}
 	glintru_model_build(buf, len, slot_address(&c->slots[i]));
-	lock(c, LW_EXCLUSIVE);
-	c->slots[i].ready = true;
-	pin = pin_slot(c, i);
-	unlock(c);
-	return pin;
+	return publish_slot(c, i);
 }
 
 /* Release a pin (a released or empty pin is ignored; a private build is freed). */

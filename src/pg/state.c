@@ -245,10 +245,11 @@ glintru_state_open(GlintruStateRel *sr)
 	List	   *indexes;
 	ListCell   *lc;
 	int			i = 0;
+	Oid			pkey = glintru_catalog_relid(GLINTRU_USER_STATE_PKEY);
 
 	sr->rel = table_open(glintru_catalog_relid(GLINTRU_USER_STATE), RowExclusiveLock);
 	check_state_columns(sr->rel);
-	sr->pkey = glintru_catalog_relid(GLINTRU_USER_STATE_PKEY);
+	sr->pkey = NULL;
 	indexes = RelationGetIndexList(sr->rel);
 	sr->n_indexes = list_length(indexes);
 	sr->indexes = palloc(sizeof(Relation) * Max(sr->n_indexes, 1));
@@ -267,9 +268,13 @@ glintru_state_open(GlintruStateRel *sr)
 					 errhint("Indexes on glintru.user_state may only be on plain columns.")));
 		sr->indexes[i] = idx;
 		sr->index_info[i] = ii;
+		if (RelationGetRelid(idx) == pkey)
+			sr->pkey = idx;
 		i++;
 	}
 	list_free(indexes);
+	if (sr->pkey == NULL)
+		elog(ERROR, "glintru.user_state has no primary key index");
 	sr->locked = table_slot_create(sr->rel, NULL);
 	sr->out = MakeSingleTupleTableSlot(RelationGetDescr(sr->rel), &TTSOpsVirtual);
 }
@@ -305,20 +310,14 @@ find_state_row(GlintruStateRel *sr, int32 att_id, int64 user_id, ItemPointer tid
 	{
 		SnapshotData dirty;
 		ScanKeyData keys[2];
-		Relation	idx = NULL;
 		IndexScanDesc scan;
 		bool		found;
 		TransactionId xwait;
 
-		for (int i = 0; i < sr->n_indexes; i++)
-			if (RelationGetRelid(sr->indexes[i]) == sr->pkey)
-				idx = sr->indexes[i];
-		if (idx == NULL)
-			elog(ERROR, "glintru.user_state has no primary key index");
 		InitDirtySnapshot(dirty);
 		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(att_id));
 		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
-		scan = index_beginscan(sr->rel, idx, &dirty, 2, 0);
+		scan = index_beginscan(sr->rel, sr->pkey, &dirty, 2, 0);
 		index_rescan(scan, keys, 2, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, sr->locked);
 		index_endscan(scan);

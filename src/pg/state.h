@@ -35,7 +35,7 @@ extern void glintru_work_init(GlintruWork *w, const GlintruModel *m);
 typedef struct GlintruStateRel
 {
 	Relation	rel;
-	Oid			pkey;			/* the (attachment_id, user_id) index */
+	Relation	pkey;			/* the (attachment_id, user_id) index, one of indexes */
 	int			n_indexes;
 	Relation   *indexes;
 	IndexInfo **index_info;
