@@ -20,7 +20,7 @@
 -- Material: the bundled small model (30 items with ids 103, 106, ..., 190,
 -- d = 8, 2 heads, max_seq_len L = 5, with item_popularity), and a second
 -- model made from it by negating five item embeddings.
-\set p `pwd`/test/data/small/model.safetensors
+\set p `echo "${GLINTRU_TEST_DATA:-$PWD/test/data}"`/small/model.safetensors
 SELECT pg_read_binary_file(:'p') AS f \gset
 SELECT glintru_load_model_file('live_m', :'p') > 0 AS loaded;
 CREATE FUNCTION pg_temp.negate_rows(b bytea, rows int[]) RETURNS bytea LANGUAGE plpgsql AS $$

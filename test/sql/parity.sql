@@ -1,6 +1,6 @@
 -- The bundled small fixture (test/data/small, made by the PyTorch reference's
 -- make_golden.py) must be reproduced: user vectors and top-10 per case.
-\set dir `pwd`/test/data/small
+\set dir `echo "${GLINTRU_TEST_DATA:-$PWD/test/data}"`/small
 \set model small
 \set ECHO none
 \i test/parity.psql
