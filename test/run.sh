@@ -12,40 +12,41 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SHARED=${GLINTRU_SHARED:-$ROOT/../shared}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${GLINTRU_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 . test/lib.sh
 
+LOGS=$(mktemp -d /tmp/glintru-run.XXXXXX)   # build and unit-test logs of this run
 echo "== build (-Werror) and install"
-make -s with_llvm=no GLINTRU_WERROR=-Werror >/tmp/glintru-build.log 2>&1 \
-  && make -s with_llvm=no install >>/tmp/glintru-build.log 2>&1 \
-  || { cat /tmp/glintru-build.log; echo "0 passed, 1 failed"; exit 1; }
+make -s with_llvm=no GLINTRU_WERROR=-Werror >$LOGS/build.log 2>&1 \
+  && make -s with_llvm=no install >>$LOGS/build.log 2>&1 \
+  || { cat $LOGS/build.log; echo "0 passed, 1 failed"; exit 1; }
 ok "build"
 
 echo "== C unit tests"
-if make -s GLINTRU_WERROR=-Werror build/test_forward >/tmp/glintru-unit.log 2>&1; then
+if make -s GLINTRU_WERROR=-Werror build/test_forward >$LOGS/unit.log 2>&1; then
   out=$(build/test_forward test/data/small)
   echo "$out" | tail -2
   if echo "$out" | grep -q ' 0 failed'; then ok "unit: forward, safetensors round trip"; else bad "unit: forward"; fi
 else
-  cat /tmp/glintru-unit.log; bad "unit tests build"
+  cat $LOGS/unit.log; bad "unit tests build"
 fi
 
 echo "== training engine: gradient checks (float64 finite differences) and a smoke test"
-if make -s GLINTRU_WERROR=-Werror build/test_grad build/test_train_smoke >/tmp/glintru-train-unit.log 2>&1; then
+if make -s GLINTRU_WERROR=-Werror build/test_grad build/test_train_smoke >$LOGS/train-unit.log 2>&1; then
   for t in build/test_grad build/test_train_smoke; do
     out=$("$t" 2>&1); rc=$?
     echo "$out" | tail -3
     if [ "$rc" = 0 ]; then ok "$t"; else bad "$t (exit $rc)"; echo "$out" | grep -iE "fail" | head -20; fi
   done
 else
-  cat /tmp/glintru-train-unit.log; bad "training unit tests build"
+  cat $LOGS/train-unit.log; bad "training unit tests build"
 fi
 
 echo "== throwaway cluster"
 . tools/cluster.sh
 TMP=$(mktemp -d /tmp/glintru-test.XXXXXX)
 cluster_start "$TMP" || { echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-cleanup() { cluster_stop "$TMP"; rm -rf "$TMP"; }
+cleanup() { cluster_stop "$TMP"; rm -rf "$TMP" "$LOGS"; }
 trap cleanup EXIT
 ok "cluster up (port $PGPORT, shared_preload_libraries=glintru)"
 

@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 . test/lib.sh
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${GLINTRU_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
 PERL_LIB=$(cd "$PGXS_DIR/test/perl" && pwd)
 PG_REGRESS=$(cd "$PGXS_DIR/test/regress" && pwd)/pg_regress

@@ -3,7 +3,7 @@
 #   cluster_start DIR [extra postgres -c settings...]  → exports PGHOST PGPORT PGUSER
 #   cluster_stop DIR
 # As root the server runs as the postgres user (PostgreSQL refuses root).
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${GLINTRU_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 
 cluster_as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 

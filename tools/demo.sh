@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== packages"; bash tools/install-deps.sh
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${GLINTRU_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 echo "== build and install"
 make -s with_llvm=no >/tmp/glintru-build.log 2>&1 && make -s with_llvm=no install >>/tmp/glintru-build.log 2>&1 \
   || { cat /tmp/glintru-build.log; exit 1; }
