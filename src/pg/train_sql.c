@@ -336,12 +336,16 @@ glintru_train_request(const char *name, Oid relid, const char *ucol, const char 
 	GlintruTrainRequest *req = palloc0(sizeof(GlintruTrainRequest));
 	GlintruCatalogEntry existing;
 
+	glintru_models_check_name(name);
 	strlcpy(req->name, name, sizeof(req->name));
 	req->relid = relid;
 	namestrcpy(&req->ucol, ucol);
 	namestrcpy(&req->icol, icol);
 	namestrcpy(&req->ocol, ocol);
 	parse_options(options, &req->o);
+	check_integer_column(relid, ucol, "user");
+	check_integer_column(relid, icol, "item");
+	check_integer_column(relid, ocol, "order");
 	if (glintru_catalog_find(name, &existing) && !req->o.replace)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
