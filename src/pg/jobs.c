@@ -385,7 +385,12 @@ glintru_jobs(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		now_inc;
-	bool		shared = glintru_progress_incarnation(&now_inc);
+
+	/*
+	 * Workers are judged against this server's incarnation: not on a standby,
+	 * whose jobs run on the primary; not without shared memory.
+	 */
+	bool		judge = glintru_progress_incarnation(&now_inc) && !RecoveryInProgress();
 	GlintruRoleSwitch rs;
 	uint64		n;
 	int64	   *dead_jobs;		/* jobs whose worker is gone: ids, incarnations, why */
@@ -421,7 +426,7 @@ glintru_jobs(PG_FUNCTION_ARGS)
 			values[c] = spi_col(r, c + 1, &nulls[c]);
 		values[3] = rolename ? CStringGetTextDatum(rolename) : (Datum) 0;
 		nulls[3] = rolename == NULL;
-		if (shared && (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0))
+		if (judge && (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0))
 		{
 			if (!job_alive(state, inc, pid_null, pid, roleid, now_inc, &why))
 			{

@@ -53,16 +53,21 @@ SELECT glintru_train_cancel(:job);       -- already done: false, with a NOTICE
 SET client_min_messages = warning;
 SELECT count(*) AS jobs FROM glintru_jobs();
 
--- a rolled-back start never trains; a cancelled queued job never runs
+-- a rolled-back start (or subtransaction) never trains; a cancelled queued job never runs
 BEGIN;
 SELECT glintru_train_start('jobs_rolled_back', 'jobs_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 1}') > 0 AS started;
 ROLLBACK;
+BEGIN;
+SAVEPOINT s;
+SELECT glintru_train_start('jobs_subxact', 'jobs_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 1}') > 0 AS started;
+ROLLBACK TO s;
+COMMIT;
 BEGIN;
 SELECT glintru_train_start('jobs_cancelled', 'jobs_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 1}') AS job2 \gset
 SELECT glintru_train_cancel(:job2) AS cancelled;
 SELECT state FROM glintru_jobs() WHERE id = :job2;
 COMMIT;
--- both workers wait for their transaction, then exit without training
+-- the three workers wait for their transaction, then exit without training
 DO $$ BEGIN
   FOR i IN 1..1200 LOOP
     EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'glintru job');
@@ -71,7 +76,7 @@ DO $$ BEGIN
 END $$;
 SELECT count(*) AS job_workers FROM pg_stat_activity WHERE backend_type = 'glintru job';
 SELECT model, state, epoch, started IS NULL AS never_started, error FROM glintru_jobs() WHERE id >= :job2 ORDER BY id;
-SELECT count(*) AS stored FROM glintru_models() WHERE name IN ('jobs_rolled_back', 'jobs_cancelled');
+SELECT count(*) AS stored FROM glintru_models() WHERE name IN ('jobs_rolled_back', 'jobs_subxact', 'jobs_cancelled');
 
 -- privileges: not granted to PUBLIC; a job runs as the role that started it
 -- (its SELECT rights apply to the table); only that role (or a member, or a
