@@ -204,8 +204,8 @@ glintru_train_start(PG_FUNCTION_ARGS)
 	Oid			roleid = GetUserId();
 	HeapTuple	role;
 	bool		canlogin;
-	Oid			types[9] = {TEXTOID, OIDOID, NAMEOID, NAMEOID, NAMEOID, JSONBOID, OIDOID, INT8OID, INT4OID};
-	Datum		args[9];
+	Oid			types[8] = {TEXTOID, OIDOID, NAMEOID, NAMEOID, NAMEOID, JSONBOID, OIDOID, INT8OID};
+	Datum		args[8];
 	GlintruRoleSwitch rs;
 	int64		job;
 	BackgroundWorker worker = {0};
@@ -238,7 +238,6 @@ glintru_train_start(PG_FUNCTION_ARGS)
 	args[5] = JsonbPGetDatum(options);
 	args[6] = ObjectIdGetDatum(roleid);
 	args[7] = Int64GetDatum(incarnation);
-	args[8] = Int32GetDatum(0);
 	begin_jobs_access(&rs);
 	glintru_spi_run("INSERT INTO glintru.jobs (model, interactions, user_column, item_column, order_column, "
 					"options, role, incarnation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -555,6 +554,7 @@ finish_job(const char *state, int32 model_id, const char *error)
 	Oid			types[9] = {INT8OID, TEXTOID, INT4OID, TEXTOID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 	Datum		args[9];
 	char		nulls[9];
+	GlintruRoleSwitch rs;
 
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = Int64GetDatum(worker_job);
@@ -570,25 +570,20 @@ finish_job(const char *state, int32 model_id, const char *error)
 	args[8] = Float8GetDatum(have_epoch ? last->best_val_ndcg10 : 0);
 	for (int i = 4; i < 9; i++)
 		nulls[i] = have_epoch ? ' ' : 'n';
-	{
-		GlintruRoleSwitch rs;
-
-		begin_jobs_access(&rs);
-		glintru_spi_check(SPI_execute_with_args(
-							  "UPDATE glintru.jobs SET "
-							  "state = CASE WHEN state OPERATOR(pg_catalog.=) 'cancelled' THEN 'cancelled' ELSE $2 END, "
-							  "model_id = $3, "
-							  "error = CASE WHEN state OPERATOR(pg_catalog.=) 'cancelled' THEN NULL ELSE $4 END, "
-							  "finished = COALESCE(finished, pg_catalog.clock_timestamp()), "
-							  "epoch = COALESCE($5, epoch), epochs = COALESCE($6, epochs), "
-							  "loss = COALESCE($7, loss), val_ndcg10 = COALESCE($8, val_ndcg10), "
-							  "best_val_ndcg10 = COALESCE($9, best_val_ndcg10) "
-							  "WHERE id OPERATOR(pg_catalog.=) $1 "
-							  "AND state OPERATOR(pg_catalog.=) ANY ('{running,cancelled}'::pg_catalog.text[])",
-							  9, types, args, nulls, false, 0),
-						  SPI_OK_UPDATE, "could not update glintru.jobs");
-		end_jobs_access(&rs);
-	}
+	begin_jobs_access(&rs);
+	glintru_spi_check(SPI_execute_with_args("UPDATE glintru.jobs SET "
+											"state = CASE WHEN state OPERATOR(pg_catalog.=) 'cancelled' THEN 'cancelled' ELSE $2 END, "
+											"model_id = $3, "
+											"error = CASE WHEN state OPERATOR(pg_catalog.=) 'cancelled' THEN NULL ELSE $4 END, "
+											"finished = COALESCE(finished, pg_catalog.clock_timestamp()), "
+											"epoch = COALESCE($5, epoch), epochs = COALESCE($6, epochs), "
+											"loss = COALESCE($7, loss), val_ndcg10 = COALESCE($8, val_ndcg10), "
+											"best_val_ndcg10 = COALESCE($9, best_val_ndcg10) "
+											"WHERE id OPERATOR(pg_catalog.=) $1 "
+											"AND state OPERATOR(pg_catalog.=) ANY ('{running,cancelled}'::pg_catalog.text[])",
+											9, types, args, nulls, false, 0),
+					  SPI_OK_UPDATE, "could not update glintru.jobs");
+	end_jobs_access(&rs);
 }
 
 /* Train the job: read, train, store and mark it done in the last transaction. */

@@ -354,13 +354,6 @@ glintru_train_request(const char *name, Oid relid, const char *ucol, const char 
 	return req;
 }
 
-/* The number of epochs a request asks for. */
-int
-glintru_train_request_epochs(const GlintruTrainRequest *req)
-{
-	return req->o.train.epochs;
-}
-
 /* The last epoch's report of the request's training (epoch 0: none ended). */
 const GlintruEpochReport *
 glintru_train_request_last(const GlintruTrainRequest *req)
@@ -374,7 +367,6 @@ typedef struct Progress
 {
 	int			slot;
 	GlintruTrainRequest *req;
-	const GlintruTrainHooks *hooks;
 } Progress;
 
 /* The engine's report after each epoch: shown to every session and as a NOTICE. */
@@ -443,7 +435,6 @@ glintru_train_execute(GlintruTrainRequest *req, const GlintruTrainHooks *hooks)
 	o->train.should_stop = cancel_requested;
 	o->train.stop_arg = NULL;
 	prog.req = req;
-	prog.hooks = hooks;
 	prog.slot = -1;
 	PG_TRY();
 	{

@@ -29,7 +29,6 @@ typedef struct GlintruTrainHooks
 
 extern GlintruTrainRequest *glintru_train_request(const char *name, Oid relid, const char *ucol,
 												  const char *icol, const char *ocol, Jsonb *options);
-extern int	glintru_train_request_epochs(const GlintruTrainRequest *req);
 extern const GlintruEpochReport *glintru_train_request_last(const GlintruTrainRequest *req);
 extern int32 glintru_train_execute(GlintruTrainRequest *req, const GlintruTrainHooks *hooks);
 
