@@ -544,7 +544,8 @@ job_before_store(void *arg)
 /*
  * Write the job's end: its state, the model's id (done), the error
  * (failed), and the last epoch's numbers.  A job already cancelled stays
- * cancelled.
+ * cancelled; a queued one is ended too (taking it failed: this worker is
+ * the only one that will ever run it).
  */
 static void
 finish_job(const char *state, int32 model_id, const char *error)
@@ -580,7 +581,7 @@ finish_job(const char *state, int32 model_id, const char *error)
 											"loss = COALESCE($7, loss), val_ndcg10 = COALESCE($8, val_ndcg10), "
 											"best_val_ndcg10 = COALESCE($9, best_val_ndcg10) "
 											"WHERE id OPERATOR(pg_catalog.=) $1 "
-											"AND state OPERATOR(pg_catalog.=) ANY ('{running,cancelled}'::pg_catalog.text[])",
+											"AND state OPERATOR(pg_catalog.=) ANY ('{queued,running,cancelled}'::pg_catalog.text[])",
 											9, types, args, nulls, false, 0),
 					  SPI_OK_UPDATE, "could not update glintru.jobs");
 	end_jobs_access(&rs);
@@ -633,17 +634,27 @@ glintru_job_main(Datum main_arg)
 	cxt = AllocSetContextCreate(TopMemoryContext, "glintru job", ALLOCSET_DEFAULT_SIZES);
 	glintru_progress_set_job(worker_job);
 
-	/* the job's row is visible (or gone, if the start rolled back) once its transaction ends */
+	/*
+	 * The job's row is visible (or gone, if the start rolled back) once its
+	 * transaction ends.  A cancel of the waiting worker is ignored: the job
+	 * is not running yet, and an error here would leave it queued with no
+	 * worker (glintru_train_cancel() of a queued job needs no signal).
+	 */
+	HOLD_CANCEL_INTERRUPTS();
 	StartTransactionCommand();
 	XactLockTableWait(wargs.creator, NULL, NULL, XLTW_None);
 	CommitTransactionCommand();
-	if (!take_job(&row, cxt))
-		proc_exit(0);
-	pgstat_report_activity(STATE_RUNNING, psprintf("glintru job %lld: training model %s", (long long) worker_job, row.model));
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
 
 	PG_TRY();
 	{
-		run_job(&row, cxt);
+		if (take_job(&row, cxt))
+		{
+			pgstat_report_activity(STATE_RUNNING, psprintf("glintru job %lld: training model %s",
+														   (long long) worker_job, row.model));
+			run_job(&row, cxt);
+		}
 	}
 	PG_CATCH();
 	{
