@@ -105,21 +105,21 @@ end_jobs_access(const GlintruRoleSwitch *rs)
 	glintru_spi_finish();
 }
 
-/* Column c (1-based) of row r of the last SPI result; *isnull set when given. */
+/* Column c (1-based) of row r of an SPI result; *isnull set when given. */
 static Datum
-spi_col(uint64 r, int c, bool *isnull)
+spi_col(SPITupleTable *tt, uint64 r, int c, bool *isnull)
 {
 	bool		dummy;
 
-	return SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c, isnull ? isnull : &dummy);
+	return SPI_getbinval(tt->vals[r], tt->tupdesc, c, isnull ? isnull : &dummy);
 }
 
-/* A text column of the last SPI result, copied, "" when NULL. */
+/* A text column of an SPI result, copied, "" when NULL. */
 static char *
-spi_text(uint64 r, int c)
+spi_text(SPITupleTable *tt, uint64 r, int c)
 {
 	bool		isnull;
-	Datum		d = spi_col(r, c, &isnull);
+	Datum		d = spi_col(tt, r, c, &isnull);
 
 	return isnull ? pstrdup("") : TextDatumGetCString(d);
 }
@@ -242,7 +242,7 @@ glintru_train_start(PG_FUNCTION_ARGS)
 	glintru_spi_run("INSERT INTO glintru.jobs (model, interactions, user_column, item_column, order_column, "
 					"options, role, incarnation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
 					8, types, args, false, 0, SPI_OK_INSERT_RETURNING, "could not insert into glintru.jobs");
-	job = DatumGetInt64(spi_col(0, 1, NULL));
+	job = DatumGetInt64(spi_col(SPI_tuptable, 0, 1, NULL));
 	end_jobs_access(&rs);
 
 	wargs.dboid = MyDatabaseId;
@@ -327,10 +327,10 @@ glintru_train_cancel(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld does not exist", (long long) job),
 				 errhint("glintru_jobs() lists the jobs.")));
-	roleid = DatumGetObjectId(spi_col(0, 1, NULL));
-	state = spi_text(0, 2);
-	inc = DatumGetInt64(spi_col(0, 3, NULL));
-	pid = DatumGetInt32(spi_col(0, 4, &pid_null));
+	roleid = DatumGetObjectId(spi_col(SPI_tuptable, 0, 1, NULL));
+	state = spi_text(SPI_tuptable, 0, 2);
+	inc = DatumGetInt64(spi_col(SPI_tuptable, 0, 3, NULL));
+	pid = DatumGetInt32(spi_col(SPI_tuptable, 0, 4, &pid_null));
 	/* the role's own check (has_privs_of_role): the caller is still itself here */
 	glintru_restore_role(&rs);
 	if (!has_privs_of_role(GetUserId(), roleid))
@@ -374,9 +374,33 @@ glintru_train_cancel(PG_FUNCTION_ARGS)
 #define JOBS_COLS 15
 
 /*
- * SQL glintru_jobs(): every job of this database, newest last; a running
- * job shows its live epoch, and a job whose worker is gone is recorded as
- * failed (when this transaction can write; shown so in any case).
+ * Whether the latest committed version of job's row is still queued or
+ * running: a row read under an older snapshot may show a job whose worker
+ * has finished it since, and exited.
+ */
+static bool
+job_still_open(int64 job)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(job)};
+	SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM glintru.jobs WHERE id OPERATOR(pg_catalog.=) $1 "
+								   "AND state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[])",
+								   1, types);
+	bool		open;
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare a query of glintru.jobs: %s", SPI_result_code_string(SPI_result));
+	glintru_spi_check(SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1),
+					  SPI_OK_SELECT, "could not read glintru.jobs");
+	open = SPI_processed > 0;
+	SPI_freeplan(plan);
+	return open;
+}
+
+/*
+ * SQL glintru_jobs(): every job of this database, oldest first; a running
+ * job shows its live epoch, and a job whose worker is gone is shown failed
+ * and recorded so (when this transaction can write without a conflict).
  */
 PG_FUNCTION_INFO_V1(glintru_jobs);
 Datum
@@ -392,10 +416,7 @@ glintru_jobs(PG_FUNCTION_ARGS)
 	bool		judge = glintru_progress_incarnation(&now_inc) && !RecoveryInProgress();
 	GlintruRoleSwitch rs;
 	uint64		n;
-	int64	   *dead_jobs;		/* jobs whose worker is gone: ids, incarnations, why */
-	int64	   *dead_incs;
-	const char **dead_whys;
-	int			n_dead = 0;
+	SPITupleTable *rows;
 
 	InitMaterializedSRF(fcinfo, 0);
 	begin_jobs_access(&rs);
@@ -403,55 +424,48 @@ glintru_jobs(PG_FUNCTION_ARGS)
 						"created, started, finished, model_id, error, incarnation, pid "
 						"FROM glintru.jobs ORDER BY id",
 						0, NULL, NULL, false, 0, SPI_OK_SELECT, "could not read glintru.jobs");
-	dead_jobs = palloc(sizeof(int64) * (n + 1));
-	dead_incs = palloc(sizeof(int64) * (n + 1));
-	dead_whys = palloc(sizeof(char *) * (n + 1));
+	rows = SPI_tuptable;		/* kept: the checks below run queries of their own */
 	for (uint64 r = 0; r < n; r++)
 	{
 		Datum		values[JOBS_COLS];
 		bool		nulls[JOBS_COLS];
-		int64		job = DatumGetInt64(spi_col(r, 1, NULL));
-		Oid			roleid = DatumGetObjectId(spi_col(r, 4, NULL));
-		char	   *state = spi_text(r, 5);
+		int64		job = DatumGetInt64(spi_col(rows, r, 1, NULL));
+		Oid			roleid = DatumGetObjectId(spi_col(rows, r, 4, NULL));
+		char	   *state = spi_text(rows, r, 5);
+		bool		open = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
 		char	   *rolename = GetUserNameFromId(roleid, true);
-		int64		inc = DatumGetInt64(spi_col(r, 16, NULL));
+		int64		inc = DatumGetInt64(spi_col(rows, r, 16, NULL));
 		bool		pid_null;
-		int			pid = DatumGetInt32(spi_col(r, 17, &pid_null));
+		int			pid = DatumGetInt32(spi_col(rows, r, 17, &pid_null));
 		const char *why;
 		GlintruJobProgress live;
 
-		/* id, model, interactions as in the row; role by name */
+		/* the row's columns; the role by name */
 		for (int c = 0; c < JOBS_COLS; c++)
-			values[c] = spi_col(r, c + 1, &nulls[c]);
+			values[c] = spi_col(rows, r, c + 1, &nulls[c]);
 		values[3] = rolename ? CStringGetTextDatum(rolename) : (Datum) 0;
 		nulls[3] = rolename == NULL;
-		if (judge && (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0))
+		if (judge && open && !job_alive(state, inc, pid_null, pid, roleid, now_inc, &why) && job_still_open(job))
 		{
-			if (!job_alive(state, inc, pid_null, pid, roleid, now_inc, &why))
-			{
-				/* recorded after the loop: an UPDATE would replace SPI_tuptable */
-				dead_jobs[n_dead] = job;
-				dead_incs[n_dead] = inc;
-				dead_whys[n_dead++] = why;
-				values[4] = CStringGetTextDatum("failed");
-				values[14] = CStringGetTextDatum(why);
-				nulls[14] = false;
-			}
-			else if (glintru_progress_of_job(job, &live) && live.epoch > 0)
-			{
-				values[5] = Int32GetDatum(live.epoch);
-				values[6] = Int32GetDatum(live.epochs);
-				values[7] = Float8GetDatum(live.loss);
-				values[8] = Float8GetDatum(live.val_ndcg10);
-				values[9] = Float8GetDatum(live.best_val_ndcg10);
-				for (int c = 5; c <= 9; c++)
-					nulls[c] = false;
-			}
+			/* under a transaction snapshot the write could conflict: show it only */
+			if (!IsolationUsesXactSnapshot())
+				settle_dead_job(job, inc, why);
+			values[4] = CStringGetTextDatum("failed");
+			values[14] = CStringGetTextDatum(why);
+			nulls[14] = false;
+		}
+		else if (judge && open && glintru_progress_of_job(job, &live) && live.epoch > 0)
+		{
+			values[5] = Int32GetDatum(live.epoch);
+			values[6] = Int32GetDatum(live.epochs);
+			values[7] = Float8GetDatum(live.loss);
+			values[8] = Float8GetDatum(live.val_ndcg10);
+			values[9] = Float8GetDatum(live.best_val_ndcg10);
+			for (int c = 5; c <= 9; c++)
+				nulls[c] = false;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	for (int i = 0; i < n_dead; i++)
-		settle_dead_job(dead_jobs[i], dead_incs[i], dead_whys[i]);
 	end_jobs_access(&rs);
 	return (Datum) 0;
 }
@@ -496,12 +510,12 @@ take_job(JobRow *row, MemoryContext cxt)
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		strlcpy(row->model, spi_text(0, 1), sizeof(row->model));
-		row->relid = DatumGetObjectId(spi_col(0, 2, NULL));
-		strlcpy(row->ucol, spi_text(0, 3), sizeof(row->ucol));
-		strlcpy(row->icol, spi_text(0, 4), sizeof(row->icol));
-		strlcpy(row->ocol, spi_text(0, 5), sizeof(row->ocol));
-		row->options = DatumGetJsonbPCopy(spi_col(0, 6, NULL));
+		strlcpy(row->model, spi_text(SPI_tuptable, 0, 1), sizeof(row->model));
+		row->relid = DatumGetObjectId(spi_col(SPI_tuptable, 0, 2, NULL));
+		strlcpy(row->ucol, spi_text(SPI_tuptable, 0, 3), sizeof(row->ucol));
+		strlcpy(row->icol, spi_text(SPI_tuptable, 0, 4), sizeof(row->icol));
+		strlcpy(row->ocol, spi_text(SPI_tuptable, 0, 5), sizeof(row->ocol));
+		row->options = DatumGetJsonbPCopy(spi_col(SPI_tuptable, 0, 6, NULL));
 		MemoryContextSwitchTo(old);
 		glintru_spi_run("UPDATE glintru.jobs SET state = 'running', pid = $2, started = pg_catalog.clock_timestamp() "
 						"WHERE id OPERATOR(pg_catalog.=) $1",

@@ -3,7 +3,8 @@
 # cancelled with glintru_train_cancel() stops, stores nothing and its worker
 # exits; a job running when the server restarts (pg_ctl restart) or crashes
 # (kill -9 of its worker, restart_after_crash) is failed afterwards with
-# "server restarted …" and stores nothing; a job started after all that
+# "server restarted …" and stores nothing, one whose worker is terminated
+# (pg_terminate_backend) with "… worker exited …"; a job started after all that
 # trains to done.  Conditions are polled, never guessed with fixed sleeps;
 # the seconds a cancel took are reported, not judged (timings never fail).
 use strict;
@@ -108,6 +109,17 @@ note '== a crash (kill -9 of the worker) while a job runs';
 		'after the crash: failed, "server restarted …" (' . job_row($job) . ')');
 	is(stored('crash'), '0', 'nothing stored');
 	is(sq("SELECT state FROM glintru.jobs WHERE id = $job"), 'failed', 'the failure is recorded in glintru.jobs');
+}
+
+note '== pg_terminate_backend of a running job\'s worker';
+{
+	my $job = sq("SELECT glintru_train_start('term', 'ev', options => $LONG)");
+	ok(wait_true(training($job), 60), "job $job is running");
+	is(sq("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'glintru job'"), 't', 'its worker terminated');
+	ok(wait_true("SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'glintru job'", 30), 'the worker is gone');
+	like(job_row($job), qr/^failed\|0\|the job's background worker exited before the job finished; nothing was stored$/,
+		'failed: "the job\'s background worker exited …" (' . job_row($job) . ')');
+	is(stored('term'), '0', 'nothing stored');
 }
 
 note '== jobs still work afterwards';
