@@ -133,3 +133,66 @@ CREATE VIEW glintru_stats AS
   LEFT JOIN glintru.attachments a ON a.id OPERATOR(pg_catalog.=) s.attachment_id;
 
 GRANT SELECT ON glintru_stats TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Background training jobs (issue 12, part 2): glintru_train_start() runs a
+-- glintru_train() in a background worker; src/pg/jobs.c owns these objects.
+
+-- one row per job; written as its owner by jobs.c (queued → running → done,
+-- failed or cancelled); read through glintru_jobs()
+CREATE TABLE glintru.jobs (
+    id              bigserial PRIMARY KEY,
+    model           text NOT NULL,
+    interactions    oid NOT NULL,              -- the table (regclass; a dropped one fails the job)
+    user_column     name NOT NULL,
+    item_column     name NOT NULL,
+    order_column    name NOT NULL,
+    options         jsonb NOT NULL,
+    role            oid NOT NULL,              -- the job runs as this role
+    state           text NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    incarnation     bigint NOT NULL,           -- the server start that registered its worker
+    pid             integer,                   -- the worker, once running
+    epoch           integer,                   -- the last epoch's numbers, once ended
+    epochs          integer,
+    loss            double precision,
+    val_ndcg10      double precision,
+    best_val_ndcg10 double precision,
+    model_id        integer,                   -- the stored model (done)
+    created         timestamptz NOT NULL DEFAULT now(),
+    started         timestamptz,
+    finished        timestamptz,
+    error           text
+);
+REVOKE ALL ON glintru.jobs FROM PUBLIC;
+
+CREATE FUNCTION glintru_train_start(name text, interactions regclass,
+                                    user_column name DEFAULT 'user_id',
+                                    item_column name DEFAULT 'item_id',
+                                    order_column name DEFAULT 'ts',
+                                    options jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_train_start'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_train_cancel(job bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'glintru_train_cancel'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION glintru_jobs(
+    OUT id bigint, OUT model text, OUT interactions regclass, OUT role text, OUT state text,
+    OUT epoch integer, OUT epochs integer, OUT loss double precision,
+    OUT val_ndcg10 double precision, OUT best_val_ndcg10 double precision,
+    OUT created timestamptz, OUT started timestamptz, OUT finished timestamptz,
+    OUT model_id integer, OUT error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'glintru_jobs'
+LANGUAGE C VOLATILE;
+
+-- the same privileges as glintru_train(); the list is open to everyone
+REVOKE EXECUTE ON FUNCTION glintru_train_start(text, regclass, name, name, name, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_train_cancel(bigint) FROM PUBLIC;
+
+-- end of background training jobs
+-- ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 # The layers, top to bottom; a module calls only modules of lower layers.
 #   8 module     _PG_init, GUCs, shared memory hooks
+#   8 jobs       background training jobs (run through train_sql)
 #   7 train_sql  training and evaluation from SQL (stores through models)
 #   6 models, serve, trigger, verify, refresh: SQL entry points
 #   5 attach     attach/detach, backfill, rebuild on a model replacement
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.." || exit 1
 #   1 schema     table, index and column numbers (mirrors the SQL script)
 #   0 src/core   the numeric core
 declare -A RANK=(
-  [module]=8 [train_sql]=7
+  [module]=8 [jobs]=8 [train_sql]=7
   [models]=6 [serve]=6 [trigger]=6 [verify]=6 [refresh]=6
   [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3
   [catalog]=2 [schema]=1

@@ -3,7 +3,7 @@
 # Needs root (apt); a no-op for what is already installed.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PKGS="postgresql-15 postgresql-server-dev-15 libopenblas-serial-dev make gcc libc6-dev xz-utils clang libclang-rt-14-dev libipc-run-perl python3-psycopg2"
+PKGS="postgresql-15 postgresql-server-dev-15 libopenblas-serial-dev make gcc libc6-dev xz-utils clang libclang-rt-14-dev libipc-run-perl python3-psycopg2 postgresql-15-cron"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -37,8 +37,8 @@
 #include "models.h"
 
 /* Model names are non-empty and fit a NameData, as glintru_models() shows them. */
-static void
-check_model_name(const char *name)
+void
+glintru_models_check_name(const char *name)
 {
 	if (name[0] == '\0')
 		ereport(ERROR,
@@ -73,7 +73,7 @@ glintru_models_store(const char *name, bytea *weights, bool replace)
 	GlintruCatalogEntry stored;
 	GlintruPin	pin;
 
-	check_model_name(name);
+	glintru_models_check_name(name);
 	glintru_model_check(buf, len, &cfg, &has_pop);
 	/* the write first: its transient copy of the bytes is gone before the model is built */
 	if (!glintru_catalog_store(name, &cfg, weights, replace, &stored))

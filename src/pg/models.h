@@ -8,6 +8,7 @@
 
 #include "postgres.h"
 
+extern void glintru_models_check_name(const char *name);
 extern int32 glintru_models_store(const char *name, bytea *weights, bool replace);
 
 #endif							/* GLINTRU_MODELS_H */

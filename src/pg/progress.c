@@ -2,7 +2,12 @@
  * progress.c — training progress: one slot per running training (which
  * model, the last epoch's loss and validation NDCG@10, the time so far and
  * the estimate), written by the training backend after every epoch and read
- * by glintru_training_progress() in any session.
+ * by glintru_training_progress() in any session.  A training that runs as a
+ * background job (jobs.c) carries its job id, so that glintru_jobs() shows
+ * its live epoch from here; and the shared struct holds the server
+ * incarnation (a timestamp taken when the shared memory was created, new
+ * after every restart and crash), by which glintru_jobs() tells a job left
+ * behind by an earlier incarnation.
  *
  * LOCK MAP: Progress.mutex (a spinlock) protects every slot.  It is taken to
  * claim, update or free a slot (only the owning backend writes its slot) and
@@ -10,7 +15,7 @@
  * is a few stores or one copy of the slots, with no call that can fail, so
  * a spinlock fits (as pg_stat_statements' per-entry counters).  Without
  * preloading the slots are this backend's own, under the same (uncontended)
- * spinlock.
+ * spinlock.  The incarnation is written once, before any backend exists.
  * glintru_train() frees its slot however the training ends (PG_FINALLY),
  * and a backend that exits frees its slots (release_at_exit), so a failed
  * or killed training leaves nothing behind.
@@ -25,6 +30,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "progress.h"
 
@@ -35,6 +41,7 @@ typedef struct TrainingProgress
 {
 	int			pid;			/* 0: free */
 	Oid			dboid;
+	int64		job;			/* glintru.jobs id, 0 for glintru_train() */
 	char		model[NAMEDATALEN];
 	int			epoch;
 	int			epochs;
@@ -49,6 +56,7 @@ typedef struct TrainingProgress
 typedef struct Progress
 {
 	slock_t		mutex;			/* see LOCK MAP */
+	int64		incarnation;	/* when this shared memory was created */
 	TrainingProgress slots[PROGRESS_SLOTS];
 } Progress;
 
@@ -57,6 +65,7 @@ static Progress *shared_progress = NULL;
 static Progress private_progress;
 static bool private_ready = false;
 static bool exit_registered = false;
+static int64 current_job = 0;	/* the job this backend trains (a job worker) */
 
 /* glintru is being preloaded: progress goes to shared memory. */
 void
@@ -84,6 +93,7 @@ glintru_progress_shmem_startup(void)
 	{
 		memset(shared_progress, 0, sizeof(Progress));
 		SpinLockInit(&shared_progress->mutex);
+		shared_progress->incarnation = (int64) GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -146,6 +156,7 @@ glintru_progress_begin(const char *model, int epochs)
 		memset(t, 0, sizeof(*t));
 		t->pid = MyProcPid;
 		t->dboid = MyDatabaseId;
+		t->job = current_job;
 		strlcpy(t->model, model, sizeof(t->model));
 		t->epochs = epochs;
 	}
@@ -190,6 +201,52 @@ glintru_progress_end(int slot)
 	if (p->slots[slot].pid == MyProcPid)
 		p->slots[slot].pid = 0;
 	SpinLockRelease(&p->mutex);
+}
+
+/*
+ * The server incarnation (see the file comment): false without shared
+ * memory, where jobs are not available.
+ */
+bool
+glintru_progress_incarnation(int64 *incarnation)
+{
+	if (!shared_mode || shared_progress == NULL)
+		return false;
+	*incarnation = shared_progress->incarnation;
+	return true;
+}
+
+/* This backend is the worker of job: the trainings it reports carry the job's id. */
+void
+glintru_progress_set_job(int64 job)
+{
+	current_job = job;
+}
+
+/* The last report of job's training, if one is running in this database (epoch 0: none yet). */
+bool
+glintru_progress_of_job(int64 job, GlintruJobProgress *out)
+{
+	Progress   *p = progress();
+	bool		found = false;
+
+	SpinLockAcquire(&p->mutex);
+	for (int i = 0; i < PROGRESS_SLOTS && !found; i++)
+	{
+		TrainingProgress *t = &p->slots[i];
+
+		if (t->pid != 0 && t->job == job && t->dboid == MyDatabaseId)
+		{
+			out->epoch = t->epoch;
+			out->epochs = t->epochs;
+			out->loss = t->loss;
+			out->val_ndcg10 = t->val_ndcg10;
+			out->best_val_ndcg10 = t->best_val_ndcg10;
+			found = true;
+		}
+	}
+	SpinLockRelease(&p->mutex);
+	return found;
 }
 
 /* SQL glintru_training_progress(): the trainings running in this database. */

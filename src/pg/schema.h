@@ -56,4 +56,7 @@
 #define Anum_glintru_user_state_last_order 4
 #define Natts_glintru_user_state 4
 
+/* glintru.jobs: background trainings (jobs.c reads and writes it through SPI) */
+#define GLINTRU_JOBS "jobs"
+
 #endif							/* GLINTRU_SCHEMA_H */

@@ -7,6 +7,12 @@
  * (SPEC §4) beside the popularity baseline; glintru_training_progress()
  * shows the epochs of trainings running in any session.
  *
+ * A training is a request (glintru_train_request: the arguments parsed and
+ * checked) run by glintru_train_execute (read the table, train, store the
+ * model): glintru_train() runs one in its statement, a background job
+ * (jobs.c) in its worker, with hooks at the points where the worker
+ * changes transaction; so every option means the same in both.
+ *
  * The engine allocates with malloc, so it is never left by longjmp: a
  * cancel request (pg_cancel_backend, statement_timeout) makes it return
  * between two batches, everything is freed, and only then is the interrupt
@@ -31,6 +37,7 @@
 #include "progress.h"
 #include "safetensors.h"
 #include "train.h"
+#include "train_sql.h"
 
 /* Interactions of a table as (user, item, order rank) triples, in order. */
 typedef struct Triples
@@ -303,12 +310,63 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 				 errmsg("%s", err)));
 }
 
+/* ---- the request ---- */
+
+/* glintru_train()'s arguments, parsed and checked (train_sql.h). */
+struct GlintruTrainRequest
+{
+	char		name[NAMEDATALEN];
+	Oid			relid;
+	NameData	ucol;
+	NameData	icol;
+	NameData	ocol;
+	TrainSqlOptions o;
+	GlintruEpochReport last;	/* the last epoch's report; epoch 0 before the first */
+};
+
+/*
+ * Parse and check a training's arguments (everything that can be judged
+ * before the table is read); the request, and the copy of an init_from
+ * model, live in the current memory context.
+ */
+GlintruTrainRequest *
+glintru_train_request(const char *name, Oid relid, const char *ucol, const char *icol,
+					  const char *ocol, Jsonb *options)
+{
+	GlintruTrainRequest *req = palloc0(sizeof(GlintruTrainRequest));
+	GlintruCatalogEntry existing;
+
+	glintru_models_check_name(name);
+	strlcpy(req->name, name, sizeof(req->name));
+	req->relid = relid;
+	namestrcpy(&req->ucol, ucol);
+	namestrcpy(&req->icol, icol);
+	namestrcpy(&req->ocol, ocol);
+	parse_options(options, &req->o);
+	check_integer_column(relid, ucol, "user");
+	check_integer_column(relid, icol, "item");
+	check_integer_column(relid, ocol, "order");
+	if (glintru_catalog_find(name, &existing) && !req->o.replace)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("model \"%s\" already exists", name),
+				 errhint("Pass options => '{\"replace\": true}' to replace it.")));
+	return req;
+}
+
+/* The last epoch's report of the request's training (epoch 0: none ended). */
+const GlintruEpochReport *
+glintru_train_request_last(const GlintruTrainRequest *req)
+{
+	return &req->last;
+}
+
 /* ---- training ---- */
 
 typedef struct Progress
 {
 	int			slot;
-	char		name[NAMEDATALEN];
+	GlintruTrainRequest *req;
 } Progress;
 
 /* The engine's report after each epoch: shown to every session and as a NOTICE. */
@@ -317,6 +375,8 @@ on_epoch(const GlintruEpochReport *r, void *arg)
 {
 	Progress   *p = arg;
 
+	p->req->last = *r;
+	p->req->last.best = NULL;	/* valid during the callback only */
 	glintru_progress_update(p->slot, r->epoch, r->epochs, r->loss, r->val_ndcg10,
 							r->best_val_ndcg10, r->elapsed_seconds, r->eta_seconds);
 	ereport(NOTICE,
@@ -333,59 +393,55 @@ cancel_requested(void *arg)
 	return QueryCancelPending || ProcDiePending;
 }
 
-/* SQL glintru_train(name, table, ..., options): train a model and store it. */
-PG_FUNCTION_INFO_V1(glintru_train_sql);
-Datum
-glintru_train_sql(PG_FUNCTION_ARGS)
+/*
+ * Run a request: read the table under the active snapshot (the caller's
+ * SELECT rights apply), train, and store the best model (replacing one when
+ * the request says so, with the attached tables rebuilt in the same
+ * transaction).  hooks (may be NULL) run after the table is read and before
+ * the model is stored.  Returns the model's id; stores nothing on an error
+ * or a cancel.
+ */
+int32
+glintru_train_execute(GlintruTrainRequest *req, const GlintruTrainHooks *hooks)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			relid = PG_GETARG_OID(1);
-	char	   *ucol = NameStr(*PG_GETARG_NAME(2));
-	char	   *icol = NameStr(*PG_GETARG_NAME(3));
-	char	   *ocol = NameStr(*PG_GETARG_NAME(4));
-	TrainSqlOptions o;
+	TrainSqlOptions *o = &req->o;
 	GlintruInteractions x = {0};
 	GlintruSplit split = {0};
-	GlintruNet *net = NULL;
-	GlintruModel *m = NULL;
-	uint8_t    *file = NULL;
+	GlintruNet *volatile net = NULL;	/* volatile: freed in PG_CATCH */
+	GlintruModel *volatile m = NULL;
+	uint8_t    *volatile file = NULL;
 	size_t		file_len = 0;
 	char		err[512] = "";
 	Progress	prog;
 	bytea	   *weights;
-	int32		id;
-	GlintruCatalogEntry existing;
 
-	parse_options(PG_GETARG_JSONB_P(5), &o);
-	if (glintru_catalog_find(name, &existing) && !o.replace)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("model \"%s\" already exists", name),
-				 errhint("Pass options => '{\"replace\": true}' to replace it.")));
-	table_interactions(relid, ucol, icol, ocol, &x);
+	table_interactions(req->relid, NameStr(req->ucol), NameStr(req->icol), NameStr(req->ocol), &x);
 	/* a warm start keeps every item its model knows: the filter judges new items only */
-	if (o.min_item_count > 1)
-		glintru_filter_new_items(&x, o.min_item_count, o.train.init_from);
-	if (!(o.train.init_from ? glintru_split_extend(&x, o.train.init_from, &split, err, sizeof(err))
+	if (o->min_item_count > 1)
+		glintru_filter_new_items(&x, o->min_item_count, o->train.init_from);
+	if (!(o->train.init_from ? glintru_split_extend(&x, o->train.init_from, &split, err, sizeof(err))
 		  : glintru_split_build(&x, &split, err, sizeof(err))))
 	{
 		glintru_interactions_free(&x);
 		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", err)));
 	}
 	glintru_interactions_free(&x);
-	if (o.train.init_from)
+	if (o->train.init_from)
 		ereport(NOTICE,
 				(errmsg("init_from \"%s\": %lld items keep their rows, %lld new items",
-						o.init_from, (long long) o.train.init_from->config.n_rows - 1,
-						(long long) (split.n_rows - o.train.init_from->config.n_rows))));
+						o->init_from, (long long) o->train.init_from->config.n_rows - 1,
+						(long long) (split.n_rows - o->train.init_from->config.n_rows))));
 
-	o.train.should_stop = cancel_requested;
-	o.train.stop_arg = NULL;
-	strlcpy(prog.name, name, sizeof(prog.name));
-	prog.slot = glintru_progress_begin(name, o.train.epochs);
+	o->train.should_stop = cancel_requested;
+	o->train.stop_arg = NULL;
+	prog.req = req;
+	prog.slot = -1;
 	PG_TRY();
 	{
-		net = glintru_train(&split, &o.train, on_epoch, &prog, err, sizeof(err));
+		if (hooks && hooks->after_read)
+			hooks->after_read(hooks->arg);
+		prog.slot = glintru_progress_begin(req->name, o->train.epochs);
+		net = glintru_train(&split, &o->train, on_epoch, &prog, err, sizeof(err));
 		if (net)
 		{
 			m = glintru_net_to_model(net, &split, err, sizeof(err));
@@ -393,11 +449,18 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 				file = glintru_safetensors_write(m, &file_len);
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		/* the engine's memory is malloc'ed: free it on the way out too */
 		glintru_progress_end(prog.slot);
+		if (net)
+			glintru_net_free(net);
+		free(m);
+		glintru_split_free(&split);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	glintru_progress_end(prog.slot);
 	if (net)
 		glintru_net_free(net);
 	free(m);
@@ -412,8 +475,24 @@ glintru_train_sql(PG_FUNCTION_ARGS)
 	SET_VARSIZE(weights, VARHDRSZ + file_len);
 	memcpy(VARDATA(weights), file, file_len);
 	free(file);
-	id = glintru_models_store(name, weights, o.replace);
-	PG_RETURN_INT32(id);
+	if (hooks && hooks->before_store)
+		hooks->before_store(hooks->arg);
+	return glintru_models_store(req->name, weights, o->replace);
+}
+
+/* SQL glintru_train(name, table, ..., options): train a model and store it. */
+PG_FUNCTION_INFO_V1(glintru_train_sql);
+Datum
+glintru_train_sql(PG_FUNCTION_ARGS)
+{
+	GlintruTrainRequest *req = glintru_train_request(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+													 PG_GETARG_OID(1),
+													 NameStr(*PG_GETARG_NAME(2)),
+													 NameStr(*PG_GETARG_NAME(3)),
+													 NameStr(*PG_GETARG_NAME(4)),
+													 PG_GETARG_JSONB_P(5));
+
+	PG_RETURN_INT32(glintru_train_execute(req, NULL));
 }
 
 /* ---- evaluation ---- */
