@@ -377,7 +377,7 @@ glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errl
 		!int_option_ok("epochs", o->epochs, 1, GLINTRU_TRAIN_MAX_EPOCHS, err, errlen) ||
 		!int_option_ok("batch_size", o->batch_size, 1, GLINTRU_TRAIN_MAX_BATCH, err, errlen) ||
 		!int_option_ok("patience", o->patience, 0, GLINTRU_TRAIN_MAX_PATIENCE, err, errlen) ||
-		!int_option_ok("threads", o->n_threads, 1, GLINTRU_TRAIN_MAX_WORKERS, err, errlen))
+		!int_option_ok("workers", o->n_threads, 1, GLINTRU_TRAIN_MAX_WORKERS, err, errlen))
 		return false;
 	if (!(o->lr > 0 && o->lr < 1))
 	{
