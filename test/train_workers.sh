@@ -11,7 +11,10 @@
 #     left (the seconds from the cancel to the end are printed, not judged);
 # (c) a worker that dies (SIGTERM to its process) fails the training with
 #     an error naming it, nothing is stored, the other workers exit;
-# (d) pg_terminate_backend of the leader: its workers exit too.
+# (d) pg_terminate_backend of the leader: its workers exit too;
+# (e) workers => 16 on a server whose max_worker_processes cannot give 15:
+#     it trains with the workers it gets, says so in a NOTICE, and the model
+#     is glintru-train's for that many.
 #
 # Needs a running server with the extension installed (connection from
 # PGHOST / PGPORT / PGUSER, as test/run.sh sets them) on this machine (the
@@ -141,6 +144,30 @@ if leader=$(leader_with_workers tw_term 2); then
 else
   bad "the training with workers => 3 did not show 2 training workers"
   wait "$bg"
+fi
+
+# ---- (e) more workers than max_worker_processes has free ----
+# 16 asked, 15 background workers to register: the cluster's slots run out, the
+# NOTICE says how many parts ran, and the model is glintru-train's for that many
+if [ "$(q -c "SHOW max_worker_processes")" -ge 16 ]; then
+  echo "skipped: (e) max_worker_processes >= 16 has room for 15 workers"
+else
+q -c "SET client_min_messages = notice" \
+  -c "SELECT glintru_train('many', 'ev', options => '{\"d\": 16, \"heads\": 2, \"max_seq_len\": 10, \"epochs\": 1, \"seed\": 11, \"workers\": 16}')" \
+  >/dev/null 2>"$TMP/many.log"
+m=$(sed -n 's/.*training workers started, training with workers = \([0-9]*\)$/\1/p' "$TMP/many.log")
+if [ -n "$m" ] && [ "$m" -lt 16 ]; then
+  build/glintru-train --data "$TMP/ev.tsv" --out "$TMP/many.safetensors" --d 16 --heads 2 --max-seq-len 10 \
+    --epochs 1 --seed 11 --threads "$m" --quiet 2>/dev/null
+  if [ "$(q -c "SELECT encode(sha256(weights), 'hex') FROM glintru.models WHERE name = 'many'")" = \
+       "$(sha256sum "$TMP/many.safetensors" | cut -d' ' -f1)" ]; then
+    ok "workers => 16 beyond max_worker_processes ($(q -c "SHOW max_worker_processes")): trained with $m, a NOTICE says so, the model is glintru-train --threads $m's"
+  else
+    bad "workers => 16 ran with $m workers but the model differs from glintru-train --threads $m"
+  fi
+else
+  bad "workers => 16: no NOTICE about fewer workers ($(cat "$TMP/many.log" | grep -v epoch | head -3))"
+fi
 fi
 
 # the server is still up and trains again in parallel after all that
