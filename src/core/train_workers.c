@@ -52,10 +52,14 @@ enum
 /* One part's command and result. */
 typedef struct AreaPart
 {
-	/* step: window positions order[first .. first+n), its dropout seed and loss scale */
+	/*
+	 * step: window positions order[first .. first+n), the part's dropout
+	 * (the leader's GlintruDropout as is: a new field reaches the workers
+	 * without a change here) and loss scale
+	 */
 	int64_t		first;
 	int32_t		n;
-	uint64_t	drop_seed;
+	GlintruDropout drop;
 	double		scale;
 	/* results */
 	double		loss;			/* step (NaN: out of memory) */
@@ -82,9 +86,6 @@ typedef struct Area
 	uint64_t	n_params;
 	/* training */
 	int32_t		batch_size;
-	double		p_emb,
-				p_att,
-				p_inner;
 	int64_t		n_chunks;		/* 0: an evaluation-only area */
 	/* evaluation */
 	int32_t		protocol,
@@ -130,12 +131,7 @@ area_layout(Area *a, int nt, const GlintruNet *net, const GlintruSplit *split, i
 	a->ln_eps = net->ln_eps;
 	a->n_params = np;
 	if (opt)
-	{
 		a->batch_size = opt->batch_size;
-		a->p_emb = opt->p_emb;
-		a->p_att = opt->p_att;
-		a->p_inner = opt->p_inner;
-	}
 	a->n_chunks = n_chunks;
 	a->n_users = split->n_users;
 	a->n_split_rows = split->off[split->n_users];
@@ -328,9 +324,7 @@ glintru_area_worker_run(GlintruAreaWorker *w, bool (*should_stop) (void *arg), v
 
 		for (int i = 0; i < pp->n; i++)
 			w->bch[i] = w->chunks[order[pp->first + i]];
-		j = (GlintruStepJob) {&w->net, w->bch, pp->n,
-			{true, a->p_emb, a->p_att, a->p_inner, pp->drop_seed},
-			pp->scale, area_grad(a, w->part), w->w, 0};
+		j = (GlintruStepJob) {&w->net, w->bch, pp->n, pp->drop, pp->scale, area_grad(a, w->part), w->w, 0};
 		step_run(&j);
 		pp->loss = j.loss;
 		return !isnan(j.loss);
@@ -651,7 +645,7 @@ glintru_pool_step(GlintruPool *p, GlintruStepJob *jobs, int64_t first0, const Gl
 
 			pp->first = (int64_t) (jobs[t].ch - bch) + first0;
 			pp->n = jobs[t].n;
-			pp->drop_seed = jobs[t].drop.seed;
+			pp->drop = jobs[t].drop;
 			pp->scale = jobs[t].scale;
 			pp->loss = NAN;
 		}
