@@ -10,7 +10,8 @@
 # Environment: DATA (default ../shared/data), OUT (model/log directory,
 # default /tmp/glintru-bench), BIN (default build), THREADS (2), EPOCHS
 # (200; early stopping with patience 10 normally ends sooner), ONLY (run one
-# dataset: ml-1m or amazon-beauty).
+# dataset: ml-1m or amazon-beauty), SPEED (1: only the database-against-CLI
+# speed section below; 0: skip it), SPEED_EPOCHS (3).
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,70 @@ THREADS=${THREADS:-2}
 EPOCHS=${EPOCHS:-200}
 ONLY=${ONLY:-}
 mkdir -p "$OUT"
+
+# ---- speed: the database against the command line (issue 12) -------------
+# Side by side on ML-1M with the quality run's options (d 64, heads 4, L 200,
+# min-item-count 5, seed 42): SPEED_EPOCHS (3) epochs of glintru-train
+# --threads $THREADS, then of glintru_train(workers => $THREADS) in a private
+# cluster (bench/lib.sh: the tree copied, built and installed into a
+# relocated PostgreSQL; glintru-train built from the same copy).  Prints the
+# mean seconds per epoch of both, their ratio (target: database within 1.2x),
+# whether the two models are byte-identical (they must be), the load average
+# around each run, and how long a pg_cancel_backend takes to end a parallel
+# ML-1M training.  SPEED=1 runs only this; SPEED=0 skips it; by default it
+# runs after the quality table.
+speed_run() {
+	ROOT=$here
+	. "$here/bench/lib.sh"
+	SPEED_EPOCHS=${SPEED_EPOCHS:-3}
+	# lib.sh draws a port from bash's RANDOM; this is sh
+	BENCH_PORT=${BENCH_PORT:-$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000 + 20000 ))}
+	bench_init speed
+	bench_build
+	log "glintru-train from the same copy"
+	make -C "$SRC" build/glintru-train >>"$W/build.log" 2>&1 || { cat "$W/build.log"; exit 1; }
+	bench_cluster
+	q -c "CREATE EXTENSION glintru" -c "CREATE TABLE ratings (user_id bigint, item_id bigint, seq bigint)"
+	xz -dc "$DATA/ml-1m/interactions.tsv.xz" | q -c "COPY ratings FROM STDIN WITH (FORMAT text, HEADER true)"
+	opts="\"d\": 64, \"heads\": 4, \"max_seq_len\": 200, \"min_item_count\": 5, \"patience\": 10, \"seed\": 42, \"workers\": $THREADS"
+	load_cli0=$(cut -d' ' -f1 /proc/loadavg)
+	log "glintru-train --threads $THREADS, $SPEED_EPOCHS epochs"
+	"$SRC/build/glintru-train" --data "$DATA/ml-1m/interactions.tsv.xz" --out "$W/cli.safetensors" --d 64 --heads 4 \
+		--max-seq-len 200 --min-item-count 5 --patience 10 --seed 42 --threads "$THREADS" --epochs "$SPEED_EPOCHS" 2> "$W/cli.log"
+	load_cli1=$(cut -d' ' -f1 /proc/loadavg)
+	log "glintru_train(workers => $THREADS), $SPEED_EPOCHS epochs"
+	q -c "SELECT glintru_train('speed', 'ratings', order_column => 'seq', options => '{$opts, \"epochs\": $SPEED_EPOCHS}')" \
+		> /dev/null 2> "$W/db.log"
+	load_db1=$(cut -d' ' -f1 /proc/loadavg)
+	cli_spe=$(grep '^epoch ' "$W/cli.log" | awk '{ for (i = 1; i <= NF; i++) if ($i == "s/epoch") { s += $(i-1); n++ } } END { printf "%.1f", s / n }')
+	db_spe=$(sed -n 's/^NOTICE:  epoch .*, \([0-9.]*\) s$/\1/p' "$W/db.log" | awk '{ s += $1; n++ } END { printf "%.1f", s / n }')
+	same=no
+	[ "$(q -c "SELECT encode(sha256(weights), 'hex') FROM glintru.models WHERE name = 'speed'")" = \
+	  "$(sha256sum "$W/cli.safetensors" | cut -d' ' -f1)" ] && same=yes
+	echo
+	echo "Speed, ML-1M (d 64, heads 4, L 200, min-item-count 5), $SPEED_EPOCHS epochs each, $THREADS workers, $(nproc) CPUs; $SRCDESC"
+	echo
+	echo "| engine | s/epoch | load average (1 min) before → after |"
+	echo "|---|---|---|"
+	echo "| glintru-train --threads $THREADS | $cli_spe | $load_cli0 → $load_cli1 |"
+	echo "| glintru_train(workers => $THREADS) | $db_spe | $load_cli1 → $load_db1 |"
+	echo
+	echo "database / command line: $(echo "$db_spe $cli_spe" | awk '{ printf "%.2f", $1 / $2 }')x (target <= 1.2x); same model byte for byte: $same"
+	log "cancel: pg_cancel_backend 20 s into a training with workers => $THREADS"
+	PGAPPNAME=speed_cancel psql -X -q -c "SELECT glintru_train('cancelled', 'ratings', order_column => 'seq', options => '{$opts}')" \
+		> "$W/cancel.log" 2>&1 &
+	sleep 20
+	t0=$(date +%s%N)
+	q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'speed_cancel'" > /dev/null
+	wait $! || true			# psql fails with the cancel error
+	t1=$(date +%s%N)
+	stored=$(q -c "SELECT count(*) FROM glintru.models WHERE name = 'cancelled'")
+	echo "pg_cancel_backend → statement ended: $(( (t1 - t0) / 1000000 )) ms ($(grep -o 'canceling statement due to user request' "$W/cancel.log" || echo "no cancel error")), models stored: $stored"
+}
+if [ "${SPEED:-}" = 1 ]; then
+	speed_run
+	exit 0
+fi
 
 for tool in glintru-train glintru-eval; do
 	if [ ! -x "$BIN/$tool" ]; then
@@ -66,3 +131,5 @@ echo
 echo "| dataset | model | HR@10 full | NDCG@10 full | MRR@10 full | HR@10 pop100 | NDCG@10 pop100 | MRR@10 pop100 | s/epoch | total s | epochs |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 echo "$rows" | awk -F'|' 'NF > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
+
+if [ "${SPEED:-}" != 0 ]; then speed_run; fi

@@ -23,14 +23,15 @@ cd "$(dirname "$0")/.." || exit 1
 #   6 models, serve, trigger, verify, refresh: SQL entry points
 #   5 attach     attach/detach, backfill, rebuild on a model replacement
 #   4 state      glintru.user_state rows
-#   3 cache, progress, stats, events: shared memory; the interactions table
+#   3 cache, progress, stats, events: shared memory; the interactions table;
+#     train_pool: the training engine's background workers and their segment
 #   2 catalog    glintru.models / glintru.attachments rows, SPI, owner role
 #   1 schema     table, index and column numbers (mirrors the SQL script)
 #   0 src/core   the numeric core
 declare -A RANK=(
   [module]=8 [jobs]=8 [train_sql]=7
   [models]=6 [serve]=6 [trigger]=6 [verify]=6 [refresh]=6
-  [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3
+  [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3 [train_pool]=3
   [catalog]=2 [schema]=1
 )
 

@@ -377,7 +377,7 @@ glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errl
 		!int_option_ok("epochs", o->epochs, 1, GLINTRU_TRAIN_MAX_EPOCHS, err, errlen) ||
 		!int_option_ok("batch_size", o->batch_size, 1, GLINTRU_TRAIN_MAX_BATCH, err, errlen) ||
 		!int_option_ok("patience", o->patience, 0, GLINTRU_TRAIN_MAX_PATIENCE, err, errlen) ||
-		!int_option_ok("threads", o->n_threads, 1, GLINTRU_TRAIN_MAX_WORKERS, err, errlen))
+		!int_option_ok("workers", o->n_threads, 1, GLINTRU_TRAIN_MAX_WORKERS, err, errlen))
 		return false;
 	if (!(o->lr > 0 && o->lr < 1))
 	{
@@ -496,9 +496,9 @@ now_seconds(void)
 	return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The training windows of every user (histories minus validation and test). */
-static int64_t
-train_windows(const GlintruSplit *split, int32_t L, GlintruChunk *out, int64_t cap)
+/* The training windows of every user (see train_internal.h). */
+int64_t
+glintru_train_windows(const GlintruSplit *split, int32_t L, GlintruChunk *out, int64_t cap)
 {
 	int64_t		k = 0;
 
@@ -522,14 +522,14 @@ train_setup(TrainRun *T, char *err, size_t errlen)
 	if (opt->init_from && glintru_net_warm_start(T->net, split->item_ids, opt->init_from, err, errlen) < 0)
 		return false;
 	T->np = T->net->layout.n_params;
-	T->n_chunks = train_windows(split, opt->max_seq_len, NULL, 0);
+	T->n_chunks = glintru_train_windows(split, opt->max_seq_len, NULL, 0);
 	if (T->n_chunks == 0)
 	{
 		snprintf(err, errlen, "no training samples: every user needs at least 4 interactions for one training prefix");
 		return false;
 	}
 	T->chunks = malloc(sizeof(GlintruChunk) * (size_t) T->n_chunks);
-	if (!glintru_pool_map(&T->pool, T->np, T->n_chunks, err, errlen))
+	if (!glintru_pool_map(&T->pool, opt->pool, T->net, split, T->n_chunks, opt, err, errlen))
 		return false;
 	T->own_params = T->net->params;
 	T->net->params = T->pool.params;
@@ -538,23 +538,23 @@ train_setup(TrainRun *T, char *err, size_t errlen)
 	T->mom = calloc(T->np, sizeof(R));
 	T->vel = calloc(T->np, sizeof(R));
 	T->best = glintru_net_new(split->n_rows, opt->d, opt->n_heads, opt->max_seq_len, opt->ln_eps);
-	bool		works_ok = true;
-
-	for (int t = 0; t < T->nt; t++)
-		works_ok = (T->works[t] = glintru_work_new()) != NULL && works_ok;
-	if (!T->chunks || !T->bch || !T->mom || !T->vel || !T->best || !works_ok)
+	T->works[0] = glintru_work_new();	/* the workers have their own */
+	if (!T->chunks || !T->bch || !T->mom || !T->vel || !T->best || !T->works[0])
 	{
 		snprintf(err, errlen, "out of memory");
 		return false;
 	}
-	train_windows(split, opt->max_seq_len, T->chunks, T->n_chunks);
+	glintru_train_windows(split, opt->max_seq_len, T->chunks, T->n_chunks);
 	for (int64_t i = 0; i < T->n_chunks; i++)
 	{
 		T->pool.order[i] = i;
 		T->n_targets_total += T->chunks[i].len - T->chunks[i].p_lo;
 	}
 	memcpy(T->best->params, T->net->params, sizeof(R) * T->np);
-	return glintru_pool_start(&T->pool, T->net, T->chunks, opt, err, errlen);
+	if (!glintru_pool_start(&T->pool, err, errlen))
+		return false;
+	T->nt = T->pool.nt;			/* the pool may run fewer workers than asked */
+	return true;
 }
 
 /*
@@ -656,11 +656,9 @@ train_validate(TrainRun *T, int epoch, double t0, double loss_sum, GlintruProgre
 	GlintruMetrics val;
 	GlintruEpochReport r;
 
-	if (!glintru_net_evaluate(T->net, T->split, GLINTRU_PROTOCOL_FULL, false, 10, opt->seed, T->nt, &val))
-	{
-		snprintf(err, errlen, "out of memory in validation");
+	if (!glintru_pool_evaluate(&T->pool, T->net, T->split, GLINTRU_PROTOCOL_FULL, false, 10, opt->seed,
+							   opt->should_stop, opt->stop_arg, &val, err, errlen))
 		return false;
-	}
 	if (val.ndcg > T->best_ndcg)
 	{
 		T->best_ndcg = val.ndcg;
@@ -692,8 +690,7 @@ static void
 train_free(TrainRun *T)
 {
 	glintru_pool_close(&T->pool);
-	for (int t = 0; t < T->nt; t++)
-		glintru_work_free(T->works[t]);
+	glintru_work_free(T->works[0]);
 	if (T->own_params)
 		T->net->params = T->own_params;
 	free(T->chunks);

@@ -142,6 +142,53 @@ int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len
 #define GLINTRU_ARCH_MAX_SEQ_LEN 4u
 #define GLINTRU_ARCH_LN_EPS 8u
 
+/*
+ * A worker pool: how the processes that run parts 1..n of every training
+ * step and evaluation are started and signalled.  What they compute is the
+ * engine's: it lays out one shared area (offsets, no pointers: each process
+ * may map it at another address), writes a command into it, and every
+ * worker runs glintru_area_worker_run on its own mapping.  Gradients come
+ * back in per-part blocks that the engine sums in part order, so the model
+ * depends on the number of parts, never on which pool ran them.
+ *
+ * The command-line tools use the fork pool of train_workers.c (fork, an
+ * anonymous shared mapping, pipes); the extension passes PostgreSQL dynamic
+ * background workers on a dynamic shared memory segment
+ * (src/pg/train_pool.c).  A backend must never fork, so the glue always
+ * passes its own pool.  Calls come in this order: map, start, then
+ * (run, wait)* , then close (also after any failure).  Failures return
+ * NULL / -1 / false with a message in err.
+ */
+typedef struct GlintruWorkerPool GlintruWorkerPool;
+struct GlintruWorkerPool
+{
+	/* shared memory of bytes that every worker will see */
+	void	   *(*map) (GlintruWorkerPool *pool, size_t bytes, char *err, size_t errlen);
+	/* start up to n workers (parts 1..); how many run, 0..n, or -1 */
+	int			(*start) (GlintruWorkerPool *pool, int n, char *err, size_t errlen);
+	/* the workers run the command now in the area (part 0 runs meanwhile) */
+	bool		(*run) (GlintruWorkerPool *pool, char *err, size_t errlen);
+	/* until every worker finished it; false if one died or on a cancel */
+	bool		(*wait) (GlintruWorkerPool *pool, char *err, size_t errlen);
+	/* stop the workers, wait until they exited, release the area */
+	void		(*close) (GlintruWorkerPool *pool);
+};
+
+/* A worker's state over its mapping of the area (opaque). */
+typedef struct GlintruAreaWorker GlintruAreaWorker;
+
+/* In a worker process: the state of part (1..) over area; NULL if out of memory. */
+GlintruAreaWorker *glintru_area_worker_new(void *area, int part);
+
+/*
+ * Runs the area's current command (a step's part, or an evaluation's share
+ * of the users) and leaves the result in the area.  should_stop (may be
+ * NULL) is asked between evaluation batches.  False if it failed (out of
+ * memory, stopped); the engine sees that in the area too.
+ */
+bool		glintru_area_worker_run(GlintruAreaWorker *w, bool (*should_stop) (void *arg), void *arg);
+void		glintru_area_worker_free(GlintruAreaWorker *w);
+
 /* Options of the training loop. */
 typedef struct GlintruTrainOptions
 {
@@ -157,7 +204,13 @@ typedef struct GlintruTrainOptions
 	double		p_inner;
 	int			patience;
 	uint64_t	seed;
-	int			n_threads;		/* workers; > 1 forks processes (see glintru_net_evaluate) */
+	/*
+	 * Parts of every batch and evaluation ("workers" in SQL, --threads): the
+	 * caller and n_threads - 1 worker processes of the pool below.
+	 */
+	int			n_threads;
+	/* who runs parts 1..: NULL is the fork pool (command-line tools only) */
+	GlintruWorkerPool *pool;
 	bool		quiet;
 	/*
 	 * Warm start: a model to start from (NULL: a fresh model).  Its config
@@ -224,10 +277,13 @@ typedef void (*GlintruProgressFn) (const GlintruEpochReport *r, void *arg);
  * (caller frees), or NULL with a message in err.  With opt->init_from the
  * net starts from that model (glintru_net_warm_start; the split is then
  * usually glintru_split_extend's).  Each batch of windows is
- * cut into n_threads parts of about equal rows; parts 1.. run in forked
- * worker processes that share parameters and gradient blocks through an
- * anonymous shared mapping; gradients are summed in part order, so a seed
- * gives the same model for a given n_threads.
+ * cut into n_threads parts of about equal rows; parts 1.. run in the
+ * processes of opt->pool, which share parameters, the split, the window
+ * order and gradient blocks through the pool's shared area; gradients are
+ * summed in part order, so a seed gives the same model for a given number
+ * of parts, whichever pool ran them.  Validation uses the same workers.  If
+ * the pool starts fewer workers than asked, training runs with that many
+ * parts (and gives that many parts' model).
  */
 GlintruNet *glintru_train(const GlintruSplit *split, const GlintruTrainOptions *opt,
 						  GlintruProgressFn progress, void *progress_arg,
@@ -254,9 +310,9 @@ bool		glintru_net_score(const GlintruNet *net, const int32_t *const *hists,
  * Quality of a net on a split: each user's validation item (history: the
  * training items) or test item (history: training + validation items),
  * window = the last max_seq_len items of that history.  n_threads > 1 forks
- * n_threads-1 worker processes (Debian's serial OpenBLAS is not safe to
- * call from two threads at once); inside a PostgreSQL backend pass 1.
- * Returns false on allocation failure.
+ * n_threads-1 worker processes (the fork pool: Debian's serial OpenBLAS is
+ * not safe to call from two threads at once); inside a PostgreSQL backend
+ * pass 1.  Returns false on allocation failure.
  */
 bool		glintru_net_evaluate(const GlintruNet *net, const GlintruSplit *split,
 								 GlintruProtocol protocol, bool test, int k, uint64_t seed,

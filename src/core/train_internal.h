@@ -9,7 +9,8 @@
  *   train_work.c     the workspace table: arena size and pointers
  *   train_pass.c     the all-prefix pass (SPEC §1) as per-layer calls
  *   train.c          nets, initialisation, Adam, windows, models, epoch loop
- *   train_workers.c  worker processes (the only fork/mmap/pipe code)
+ *   train_workers.c  the parts of steps and evaluations, their shared area
+ *                    and the fork pool (the only fork/mmap/pipe code)
  *
  * Every function declared here is global in the extension's shared object,
  * so every name starts with glintru_ (see README: symbol clashes with
@@ -318,30 +319,50 @@ typedef struct GlintruStepJob
 } GlintruStepJob;
 
 /*
- * The worker processes of a training run and the memory they share with
- * the parent: parameters, gradient blocks 1..nt-1 and the epoch's window
- * order (grads[0] is the parent's own).
+ * The parts of a training run or an evaluation and the area they share
+ * (train_workers.c): params, gradient blocks 1..nt-1 and the epoch's
+ * window order point into the area (grads[0] is the caller's own); the
+ * area also holds a copy of the split for the worker processes.  With one
+ * part the area is plain memory and no pool is used.
  */
 typedef struct GlintruPool
 {
-	int			nt;
-	void	   *shm;
-	size_t		shm_bytes;
+	int			nt;				/* parts: 1 + running workers */
+	GlintruWorkerPool *wp;		/* the pool in use (nt > 1), else NULL */
+	GlintruWorkerPool *own;		/* a fork pool made here (freed at close) */
+	void	   *area;
+	bool		area_mapped;	/* by wp (else malloc'ed) */
 	R		   *params;
 	R		   *grads[GLINTRU_TRAIN_MAX_WORKERS];
 	int64_t    *order;
-	pid_t		pid[GLINTRU_TRAIN_MAX_WORKERS];
-	int			cmd[GLINTRU_TRAIN_MAX_WORKERS];	/* parent writes commands */
-	int			done[GLINTRU_TRAIN_MAX_WORKERS];	/* parent reads losses */
 } GlintruPool;
 
+/* The training windows of every user (histories minus validation and test). */
+int64_t		glintru_train_windows(const GlintruSplit *split, int32_t L, GlintruChunk *out, int64_t cap);
+
 void		glintru_pool_init(GlintruPool *p, int nt);
-bool		glintru_pool_map(GlintruPool *p, uint64_t n_params, int64_t n_chunks,
-							 char *err, size_t errlen);
-bool		glintru_pool_start(GlintruPool *p, const GlintruNet *net, const GlintruChunk *chunks,
-							   const GlintruTrainOptions *opt, char *err, size_t errlen);
+/*
+ * The area of a run with up to p->nt parts: net's shape, the split (copied)
+ * and room for n_chunks window positions (0: evaluation only); wp NULL
+ * means the fork pool.  Parameters are not copied: the caller fills
+ * p->params.
+ */
+bool		glintru_pool_map(GlintruPool *p, GlintruWorkerPool *wp, const GlintruNet *net,
+							 const GlintruSplit *split, int64_t n_chunks,
+							 const GlintruTrainOptions *opt, char *err, size_t errlen);
+/* Starts the workers; p->nt becomes the number of parts that can run. */
+bool		glintru_pool_start(GlintruPool *p, char *err, size_t errlen);
+/* One batch: parts 1.. to the workers (positions first0 + offset in bch), part 0 here. */
 bool		glintru_pool_step(GlintruPool *p, GlintruStepJob *jobs, int64_t first0,
 							  const GlintruChunk *bch, char *err, size_t errlen);
+/*
+ * Metrics of net (params: p->params) on split, users shared among the
+ * parts; should_stop (may be NULL) is asked between batches of users.
+ */
+bool		glintru_pool_evaluate(GlintruPool *p, const GlintruNet *net, const GlintruSplit *split,
+								  GlintruProtocol protocol, bool test, int k, uint64_t seed,
+								  bool (*should_stop) (void *arg), void *stop_arg,
+								  GlintruMetrics *out, char *err, size_t errlen);
 void		glintru_pool_close(GlintruPool *p);
 
 #endif							/* GLINTRU_TRAIN_INTERNAL_H */

@@ -1,7 +1,8 @@
 /*
  * train_sql.c — training and evaluation from SQL: glintru_train() reads an
  * interactions table under the statement's snapshot, trains with the C
- * engine (train.c) in this backend, and stores the best model in the
+ * engine (train.c) in this backend and its background workers
+ * (train_pool.c, option "workers"), and stores the best model in the
  * catalogue (from scratch, or warm-started from a stored model with the
  * option init_from); glintru_evaluate() measures a model on a table
  * (SPEC §4) beside the popularity baseline; glintru_training_progress()
@@ -37,6 +38,7 @@
 #include "progress.h"
 #include "safetensors.h"
 #include "train.h"
+#include "train_pool.h"
 #include "train_sql.h"
 
 /* Interactions of a table as (user, item, order rank) triples, in order. */
@@ -222,7 +224,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 	char		err[256];
 
 	glintru_train_defaults(&o->train);
-	o->train.n_threads = 1;		/* a backend never forks */
+	o->train.n_threads = glintru_train_pool_default_workers();	/* option "workers" */
 	o->train.quiet = true;
 	o->min_item_count = 0;
 	o->replace = false;
@@ -272,6 +274,8 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 			o->train.patience = option_int(&v, key, 0, GLINTRU_TRAIN_MAX_PATIENCE);
 		else if (strcmp(key, "seed") == 0)
 			o->train.seed = (uint64_t) option_int(&v, key, 0, INT_MAX);
+		else if (strcmp(key, "workers") == 0)
+			o->train.n_threads = option_int(&v, key, 1, GLINTRU_TRAIN_MAX_WORKERS);
 		else if (strcmp(key, "min_item_count") == 0)
 			o->min_item_count = option_int(&v, key, 0, INT_MAX);
 		else if (strcmp(key, "lr") == 0)
@@ -297,7 +301,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace, init_from.")));
+					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace, init_from, workers.")));
 	}
 	/* a warm start takes the architecture of its model (train.h) */
 	if (o->init_from[0])
@@ -434,6 +438,8 @@ glintru_train_execute(GlintruTrainRequest *req, const GlintruTrainHooks *hooks)
 
 	o->train.should_stop = cancel_requested;
 	o->train.stop_arg = NULL;
+	/* parts 1.. in background workers (train_pool.c): a backend never forks */
+	o->train.pool = glintru_train_pool_new();
 	prog.req = req;
 	prog.slot = -1;
 	PG_TRY();
