@@ -19,10 +19,12 @@ cd "$(dirname "$0")/.." || exit 1
 # The layers, top to bottom; a module calls only modules of lower layers.
 #   8 module     _PG_init, GUCs, shared memory hooks
 #   7 train_sql  training and evaluation from SQL (stores through models)
+#     citus_sql  glintru_citus_apply (applies the coordinator's operations), glintru_citus_sync
 #   6 models, serve, trigger, verify, refresh: SQL entry points
 #   5 attach     attach/detach, backfill, rebuild on a model replacement
 #   4 state      glintru.user_state rows
-#   3 cache, progress, stats, events: shared memory; the interactions table
+#   3 cache, progress, stats, events: shared memory; the interactions table;
+#     citus: Citus metadata, the operation log, routing (SQL to Citus only)
 #   2 catalog    glintru.models / glintru.attachments rows, SPI, owner role
 #   1 schema     table, index and column numbers (mirrors the SQL script)
 #   0 src/core   the numeric core
@@ -30,6 +32,7 @@ declare -A RANK=(
   [module]=8 [train_sql]=7
   [models]=6 [serve]=6 [trigger]=6 [verify]=6 [refresh]=6
   [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3
+  [citus_sql]=7 [citus]=3
   [catalog]=2 [schema]=1
 )
 

@@ -8,6 +8,10 @@
 
 #include "postgres.h"
 
+#include "catalog.h"
+
 extern int32 glintru_models_store(const char *name, bytea *weights, bool replace);
+extern int32 glintru_models_store_as(const char *name, bytea *weights, bool replace,
+									 const GlintruCatalogEntry *as);
 
 #endif							/* GLINTRU_MODELS_H */
