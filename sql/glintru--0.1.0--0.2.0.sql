@@ -179,12 +179,12 @@ AS 'MODULE_PATHNAME', 'glintru_citus_verify_state'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION glintru.citus_refresh(route bigint, interactions regclass, user_id bigint)
-RETURNS TABLE(refreshed bigint)
+RETURNS bigint
 AS 'MODULE_PATHNAME', 'glintru_citus_refresh'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION glintru.citus_shard_users(route bigint, interactions regclass)
-RETURNS TABLE(users bigint)
+RETURNS bigint
 AS 'MODULE_PATHNAME', 'glintru_citus_shard_users'
 LANGUAGE C STABLE;
 

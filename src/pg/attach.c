@@ -22,7 +22,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
@@ -390,18 +389,12 @@ Datum
 glintru_citus_shard_users(PG_FUNCTION_ARGS)
 {
 	GlintruAttachment a = glintru_attachment_resolve_user(true, PG_GETARG_OID(1), PG_GETARG_INT64(0));
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	uint64		n;
-	Datum		value;
-	bool		isnull = false;
 
 	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
 		glintru_citus_not_routed("glintru_attach");
-	InitMaterializedSRF(fcinfo, 0);
 	(void) glintru_state_users(a.id, false, 0, &n);
-	value = Int64GetDatum((int64) n);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-	return (Datum) 0;
+	PG_RETURN_INT64((int64) n);
 }
 
 /* Do two lists of attachments hold the same attachments of model model_id? */

@@ -240,6 +240,21 @@ glintru_citus_send(const GlintruCitusOp *op)
 	glintru_spi_finish();
 }
 
+/*
+ * Make glintru.citus_ops have a placement on every node (a node added with
+ * citus_add_node gets reference tables only when Citus next needs them
+ * there): replicate_reference_tables(), on the coordinator.
+ */
+void
+glintru_citus_replicate_ops(void)
+{
+	glintru_spi_connect();
+	ensure_ops_table();
+	glintru_spi_check(SPI_execute("SELECT pg_catalog.replicate_reference_tables('block_writes')", false, 0),
+					  SPI_OK_SELECT, "could not replicate the reference tables");
+	glintru_spi_finish();
+}
+
 /* Mark this backend as applying an operation of the coordinator (or no longer). */
 void
 glintru_citus_set_applying(bool on)

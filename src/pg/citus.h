@@ -52,6 +52,7 @@ extern bool glintru_citus_distributed(Oid relid);
 extern bool glintru_citus_worker(void);
 
 extern void glintru_citus_send(const GlintruCitusOp *op);
+extern void glintru_citus_replicate_ops(void);
 extern void glintru_citus_set_applying(bool on);
 extern bool glintru_citus_applying(void);
 

@@ -170,6 +170,8 @@ glintru_citus_sync(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("glintru_citus_sync() runs on the Citus coordinator")));
+	/* a node added since the last operation: give it the operation log first */
+	glintru_citus_replicate_ops();
 	glintru_spi_connect();
 	glintru_spi_check(SPI_execute("SELECT name FROM glintru.models ORDER BY id", true, 0),
 					  SPI_OK_SELECT, "could not read glintru.models");

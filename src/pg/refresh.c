@@ -12,7 +12,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -143,14 +142,8 @@ Datum
 glintru_citus_refresh(PG_FUNCTION_ARGS)
 {
 	GlintruAttachment a = glintru_attachment_resolve_user(true, PG_GETARG_OID(1), PG_GETARG_INT64(0));
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		value;
-	bool		isnull = false;
 
 	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
 		glintru_citus_not_routed("glintru_refresh");
-	InitMaterializedSRF(fcinfo, 0);
-	value = Int64GetDatum(refresh_attachment(a, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)));
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-	return (Datum) 0;
+	PG_RETURN_INT64(refresh_attachment(a, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)));
 }
