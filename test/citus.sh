@@ -4,8 +4,8 @@
 # gets the same SQL.  Every write kind goes through the coordinator, and the
 # coordinator's recommendations must equal the plain node's, ids and scores,
 # for every user: after the writes, a shard move, a rebalance, a model
-# replaced while another session recommends, a worker restart, and in both
-# refresh modes.  Also: models on every node with the same id and version, a
+# replaced while another session recommends, a worker restart, a shard
+# split, and in both refresh modes.  Also: models on every node with the same id and version, a
 # load refused by one worker leaving every node as it was, a node added
 # later synced, detach and DROP TABLE cleaning every node.
 #
@@ -218,6 +218,19 @@ q $COORD -c "SELECT glintru_citus_sync()" >/dev/null && ok "glintru_citus_sync()
 sed 's/600/700/g' "$TMP/writes2.sql" >"$TMP/writes3.sql"
 both "$TMP/writes3.sql" "writes after the rebalance"
 check_same "recommendations after the rebalance"
+
+echo "== a shard split, then glintru_citus_sync()"
+split=$(q $COORD -c "SELECT s.shardid || ' ' || ((s.shardminvalue::bigint + s.shardmaxvalue::bigint) / 2) FROM pg_dist_shard s WHERE logicalrelid = 'events'::regclass ORDER BY shardid LIMIT 1")
+nodes=$(q $COORD -c "SELECT string_agg(nodeid::text, ',' ORDER BY nodeport) FROM pg_dist_node WHERE nodeport IN ($W1, $W3)")
+q $COORD -c "SELECT citus_split_shard_by_split_points(${split% *}, ARRAY['${split#* }'], ARRAY[$nodes], 'block_writes')" >/dev/null 2>"$TMP/split.err" \
+  && ok "shard ${split% *} split at hash ${split#* } onto two workers ($(q $COORD -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'events'::regclass") shards now)" \
+  || { bad "citus_split_shard_by_split_points"; cat "$TMP/split.err"; }
+q $COORD -c "SELECT glintru_citus_sync()" >/dev/null && ok "glintru_citus_sync() after the split" || bad "glintru_citus_sync() after the split"
+n_att=$(for p in $W1 $W2 $W3; do q $p -c "SELECT count(*) FROM glintru.attachments WHERE shard_id IS NOT NULL"; done | awk '{ s += $1 } END { print s }')
+[ "$n_att" = 9 ] && ok "9 shards, 9 shard attachments after the split" || bad "after the split: $n_att shard attachments (want 9)"
+sed 's/600/750/g' "$TMP/writes2.sql" >"$TMP/writes4.sql"
+both "$TMP/writes4.sql" "writes after the split"
+check_same "recommendations after the split"
 
 echo "== a model replaced on the coordinator while another session recommends"
 # routed by Citus itself (a plain call) and forwarded by the coordinator's glintru_recommend (inside a query)
