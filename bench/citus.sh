@@ -15,7 +15,8 @@
 # 2. pgbench, one client, over TCP on 127.0.0.1 to both, alternating plain and
 #    Citus BENCH_ROUNDS times (BENCH_SECONDS each) and taking each one's median:
 #      - SELECT * FROM glintru_recommend(:u, 10)             routed by Citus to the user's worker
-#      - SELECT count(*) FROM glintru_recommend(:u, 10)       forwarded by glintru on the coordinator
+#      - … FROM generate_series(:u, :u) u, LATERAL glintru_recommend(u, 10)
+#                                                             forwarded by glintru on the coordinator
 #      - glintru_recommend_batch of 100 random users          split by shard, one call per shard
 #      - a single-row INSERT                                  the trigger on the worker's shard
 #    and prints ms per call on each with the ratio coordinator / plain.
@@ -95,7 +96,7 @@ SELECT * FROM glintru_recommend(:u, 10);
 SQL
 cat >"$W/rec_fwd.sql" <<'SQL'
 \set u random(1, 2000)
-SELECT count(*) FROM glintru_recommend(:u, 10);
+SELECT count(*) FROM generate_series(:u, :u) u, LATERAL glintru_recommend(u, 10);
 SQL
 cat >"$W/batch.sql" <<'SQL'
 \set u random(1, 1900)

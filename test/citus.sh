@@ -153,6 +153,11 @@ n_trg=$(for p in $W1 $W2; do q $p -c "SELECT count(*) FROM pg_trigger WHERE tgna
 [ "$n_att" = 8 ] && [ "$n_trg" = 32 ] && ok "every shard placement attached on its worker (8 attachments, 32 triggers)" \
   || bad "shard attachments: $n_att attachments, $n_trg triggers (want 8, 32)"
 check_same "recommendations after attach"
+err=$(q $COORD -c "SET citus.shard_count = 4" -c "CREATE TABLE other (user_id bigint, item_id bigint, ts bigint)" \
+        -c "SELECT create_distributed_table('other', 'user_id')" -c "SELECT glintru_attach('m', 'other', order_column => 'ts')" 2>&1)
+echo "$err" | grep -q "table other is not co-located with events" && ok "a distributed table of another co-location group is refused" \
+  || bad "attach of a table not co-located: $err"
+q $COORD -c "DROP TABLE IF EXISTS other"
 
 echo "== every kind of write through the coordinator"
 cat >"$TMP/writes.sql" <<'SQL'
@@ -236,7 +241,7 @@ echo "== a model replaced on the coordinator while another session recommends"
 # routed by Citus itself (a plain call) and forwarded by the coordinator's glintru_recommend (inside a query)
 for i in $(seq 1 100); do
   echo "SELECT * FROM glintru_recommend($(( (i % 64) + 1 )), 5);"
-  echo "SELECT count(*) FROM glintru_recommend($(( (i * 7 % 64) + 1 )), 5);"
+  u=$(( (i * 7 % 64) + 1 )); echo "SELECT count(*) FROM generate_series($u, $u) u, LATERAL glintru_recommend(u, 5);"
 done >"$TMP/reader.sql"
 q $COORD -f "$TMP/reader.sql" >"$TMP/reader.out" 2>&1 &
 BG=$!
@@ -247,7 +252,7 @@ if [ $rc = 0 ] && ! grep -q ERROR "$TMP/reader.out" && [ "$(grep -c '^5$' "$TMP/
    && [ "$(grep -c '|' "$TMP/reader.out")" = 500 ]; then
   ok "200 recommendations in another session during the replacement, none failed"
 else
-  bad "recommendations during the replacement: exit $rc, $(grep -m3 ERROR "$TMP/reader.out")"
+  bad "recommendations during the replacement: exit $rc, $(grep -m3 -E "ERROR|FATAL|server" "$TMP/reader.out")"; tail -5 "$TMP/reader.out"
 fi
 same_models "after the replacement" $W1 $W2 $W3
 check_same "recommendations after the replacement"
@@ -288,8 +293,11 @@ q $COORD -c "SELECT glintru_drop_model('m')" >/dev/null
 [ "$(for p in $COORD $W1 $W2 $W3; do q $p -c "SELECT count(*) FROM glintru.models"; done | paste -sd' ')" = "0 0 0 0" ] \
   && ok "glintru_drop_model on the coordinator dropped it on every node" || bad "drop model"
 
+crashes=""
 for p in $NODES; do
   cluster_as_pg pg_ctl -D "$TMP/n$p/data" status >/dev/null || bad "node $p died: $(tail -5 "$TMP/n$p/server.log")"
+  grep -qE "terminated by signal|PANIC" "$TMP/n$p/server.log" && crashes="$crashes $p"
 done
+[ -z "$crashes" ] && ok "no backend crashed on any node (server logs)" || bad "a backend crashed on node(s)$crashes"
 so_guard_check
 test_summary citus
