@@ -24,6 +24,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -143,15 +144,18 @@ extension_schema(void)
  * extension's script: Citus creates a reference table on every node itself,
  * and one the extension had already made there would collide.  Citus
  * refuses triggers on reference tables unless citus.enable_unsafe_triggers
- * is on; it is turned on for this statement only.
+ * is on; it is on for the CREATE TRIGGER only.
  */
 static void
 ensure_ops_table(void)
 {
 	Oid			nsp = get_namespace_oid(GLINTRU_SCHEMA_NAME, false);
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
 
 	if (OidIsValid(get_relname_relid(CITUS_OPS, nsp)))
 		return;
+	args[0] = CStringGetTextDatum(GetConfigOption("citus.enable_unsafe_triggers", false, false));
 	glintru_spi_check(SPI_execute("CREATE TABLE glintru." CITUS_OPS " ("
 								  "op text NOT NULL, model text, model_id integer, version bigint, weights bytea, "
 								  "interactions text, user_column name, item_column name, order_column name, "
@@ -168,9 +172,9 @@ ensure_ops_table(void)
 										   " FOR EACH ROW EXECUTE FUNCTION %s.glintru_citus_apply()",
 										   extension_schema()), false, 0),
 					  SPI_OK_UTILITY, "could not create the trigger of glintru." CITUS_OPS);
-	glintru_spi_check(SPI_execute("SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'off', true)",
-								  false, 0),
-					  SPI_OK_SELECT, "could not reset citus.enable_unsafe_triggers");
+	/* back to what the session had */
+	glintru_spi_run("SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', $1, true)",
+					1, types, args, false, 0, SPI_OK_SELECT, "could not reset citus.enable_unsafe_triggers");
 }
 
 /* The qualified name of a table, as a text Datum another node resolves. */
