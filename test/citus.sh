@@ -173,6 +173,8 @@ COPY events FROM STDIN;
 -- INSERT … SELECT of co-located rows (pushed down to the shards) and from a function (through the coordinator)
 INSERT INTO events SELECT user_id, item_id, ts + 200 FROM events WHERE ts = 1 AND user_id <= 30;
 INSERT INTO events SELECT u, 103 + 3 * (u % 30), 300 FROM generate_series(1, 64, 3) u;
+-- … and one Citus repartitions (each row to another user's shard)
+INSERT INTO events SELECT user_id % 64 + 1, item_id, ts + 900 FROM events WHERE ts = 0;
 -- out of order (older than the user's latest event) and a tie
 INSERT INTO events VALUES (6, 121, 0), (7, 124, 1);
 UPDATE events SET item_id = 106 WHERE user_id % 7 = 0 AND ts = 2;
@@ -185,7 +187,7 @@ INSERT INTO events VALUES (12, 136, 501);
 SELECT * FROM glintru_recommend(12, 5);
 COMMIT;
 SQL
-both "$TMP/writes.sql" "single-row, multi-row, COPY, INSERT … SELECT (pushed down and not), out of order, UPDATE, DELETE, ROLLBACK, multi-shard 2PC"
+both "$TMP/writes.sql" "single-row, multi-row, COPY, INSERT … SELECT (pushed down, through the coordinator, repartitioned), out of order, UPDATE, DELETE, ROLLBACK, multi-shard 2PC"
 check_same "recommendations after every write kind"
 
 echo "== never silent"
@@ -271,6 +273,19 @@ check_same "deferred: recommendations"
 echo "SELECT glintru_refresh('events');" >"$TMP/refresh.sql"
 both "$TMP/refresh.sql" "glintru_refresh: the same number of states refreshed"
 check_same "deferred: recommendations after glintru_refresh"
+
+echo "== TRUNCATE through the coordinator"
+cat >"$TMP/truncate.sql" <<'SQL'
+SELECT glintru_attach('m', 'events', order_column => 'ts');
+CREATE TABLE events_copy AS SELECT * FROM events;
+TRUNCATE events;
+-- a state left behind would show as "state without interactions"
+SELECT count(*) FROM glintru_verify_state('events');
+INSERT INTO events SELECT * FROM events_copy;
+DROP TABLE events_copy;
+SQL
+both "$TMP/truncate.sql" "TRUNCATE empties every state, then the rows come back"
+check_same "recommendations after TRUNCATE and re-insert"
 
 echo "== glintru_train on the distributed table"
 cat >"$TMP/train.sql" <<'SQL'
