@@ -45,7 +45,10 @@ sub nlines { my ($s) = @_; return scalar(my @l = split /\n/, $s, -1); }
 my $so_guard = so_guard_start();
 
 note '== primary and hot standby';
-my $primary = glintru_node('primary', "shared_buffers = 128MB\nmax_connections = 20", allows_streaming => 1);
+# wal_keep_size: the second base backup below (its checkpoint) must not remove
+# WAL the first standby has yet to stream
+my $primary = glintru_node('primary', "shared_buffers = 128MB\nmax_connections = 20\nwal_keep_size = 256MB",
+	allows_streaming => 1);
 $primary->backup('clone');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'clone', has_streaming => 1);
@@ -327,6 +330,7 @@ ok($e ne '' && $e eq $d, 'standby: deferred states serve exactly what eager ones
 note '== failover: a second standby promoted with pg_promote(), then written';
 # cloned now (both tables attached, states built), fed by streaming, promoted:
 # the promoted server's own writes must keep every state exact
+ok(wait_replay(), 'first standby caught up before the second base backup');
 $primary->backup('clone2');
 my $standby2 = PostgreSQL::Test::Cluster->new('standby2');
 $standby2->init_from_backup($primary, 'clone2', has_streaming => 1);
