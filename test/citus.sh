@@ -189,6 +189,12 @@ COMMIT;
 SQL
 both "$TMP/writes.sql" "single-row, multi-row, COPY, INSERT … SELECT (pushed down, through the coordinator, repartitioned), out of order, UPDATE, DELETE, ROLLBACK, multi-shard 2PC"
 check_same "recommendations after every write kind"
+# a prepared statement past the five custom plans, and PL/pgSQL: the user id is then a parameter
+{ echo "PREPARE rec(bigint) AS SELECT * FROM glintru_recommend(\$1, 5);"
+  for u in 3 9 14 22 31 40 47 55 63; do echo "EXECUTE rec($u);"; done
+  echo "DO \$\$ DECLARE r record; BEGIN FOR u IN 1 .. 64 LOOP FOR r IN SELECT * FROM glintru_recommend(u, 5) LOOP RAISE NOTICE '% % %', u, r.item_id, r.score; END LOOP; END LOOP; END \$\$;"
+} >"$TMP/prepared.sql"
+both "$TMP/prepared.sql" "a prepared statement (9 executions) and a PL/pgSQL loop over every user"
 
 echo "== never silent"
 out=$(q $W1 -c "SELECT relid::regclass FROM glintru.attachments WHERE shard_id IS NOT NULL LIMIT 1")
