@@ -15,6 +15,7 @@
 # 2. pgbench, one client, over TCP on 127.0.0.1 to both, alternating plain and
 #    Citus BENCH_ROUNDS times (BENCH_SECONDS each) and taking each one's median:
 #      - SELECT * FROM glintru_recommend(:u, 10)             routed by Citus to the user's worker
+#        (simple protocol, and as a prepared statement)
 #      - … FROM generate_series(:u, :u) u, LATERAL glintru_recommend(u, 10)
 #                                                             forwarded by glintru on the coordinator
 #      - glintru_recommend_batch of 100 random users          split by shard, one call per shard
@@ -111,20 +112,21 @@ SQL
 sed -i "s/0 + :i/('{$H}'::bigint[])[:i]/" "$W/insert.sql"
 
 # ms per call of a pgbench script on a node (one client, SECS seconds)
-ms() { "$PGBIN/pgbench" -n -c 1 -T "$SECS" -f "$W/$2" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 \
+ms() { "$PGBIN/pgbench" -n -c 1 -T "$SECS" -M "${3:-simple}" -f "$W/$2" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 \
          | awk '/latency average/ { print $4 }'; }
 
 # the median of the numbers given
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf '\n%-58s %12s %12s %8s\n' "call (one client, TCP on 127.0.0.1)" "plain ms" "Citus ms" "ratio"
-for row in "glintru_recommend(u, 10), SELECT * (routed by Citus)|rec.sql" \
-           "glintru_recommend(u, 10) inside a query (forwarded)|rec_fwd.sql" \
-           "glintru_recommend_batch of 100 users (per shard)|batch.sql" \
-           "single-row INSERT (the trigger on the shard)|insert.sql"; do
-  name=${row%|*} f=${row#*|}
+for row in "glintru_recommend(u, 10), SELECT * (routed by Citus)|rec.sql|simple" \
+           "the same as a prepared statement (-M prepared)|rec.sql|prepared" \
+           "glintru_recommend(u, 10) inside a query (forwarded)|rec_fwd.sql|simple" \
+           "glintru_recommend_batch of 100 users (per shard)|batch.sql|simple" \
+           "single-row INSERT (the trigger on the shard)|insert.sql|simple"; do
+  IFS='|' read -r name f mode <<<"$row"
   as="" bs=""
-  for r in $(seq 1 "$ROUNDS"); do as="$as $(ms $PLAIN "$f")"; bs="$bs $(ms $COORD "$f")"; done
+  for r in $(seq 1 "$ROUNDS"); do as="$as $(ms $PLAIN "$f" "$mode")"; bs="$bs $(ms $COORD "$f" "$mode")"; done
   a=$(median $as); b=$(median $bs)
   printf '%-58s %12s %12s %7.2fx\n' "$name" "$a" "$b" "$(echo "$b $a" | awk '{ print $1 / $2 }')"
 done
