@@ -18,7 +18,7 @@
 #        (simple protocol, and as a prepared statement)
 #      - … FROM generate_series(:u, :u) u, LATERAL glintru_recommend(u, 10)
 #                                                             forwarded by glintru on the coordinator
-#      - glintru_recommend_batch of 100 random users          split by shard, one call per shard
+#      - glintru_recommend_batch of 100 random users          split by shard, one call per worker
 #      - a single-row INSERT                                  the trigger on the worker's shard
 #    and prints ms per call on each with the ratio coordinator / plain.
 #    synchronous_commit is off on every node: the INSERT row measures the
@@ -122,7 +122,7 @@ printf '\n%-58s %12s %12s %8s\n' "call (one client, TCP on 127.0.0.1)" "plain ms
 for row in "glintru_recommend(u, 10), SELECT * (routed by Citus)|rec.sql|simple" \
            "the same as a prepared statement (-M prepared)|rec.sql|prepared" \
            "glintru_recommend(u, 10) inside a query (forwarded)|rec_fwd.sql|simple" \
-           "glintru_recommend_batch of 100 users (per shard)|batch.sql|simple" \
+           "glintru_recommend_batch of 100 users (one call per worker)|batch.sql|simple" \
            "single-row INSERT (the trigger on the shard)|insert.sql|simple"; do
   IFS='|' read -r name f mode <<<"$row"
   as="" bs=""

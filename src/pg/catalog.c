@@ -661,6 +661,13 @@ attachment_for_user(List *list, Oid table, bool have_user, int64 user_id)
 	pg_unreachable();
 }
 
+/* Of the shard attachments of a distributed table (list), the one of the shard that holds user_id. */
+GlintruAttachment
+glintru_attachment_of_user(List *shards, Oid table, int64 user_id)
+{
+	return attachment_for_user(shards, table, true, user_id);
+}
+
 /*
  * The attachment a serving or verifying call means: the given table, or the
  * only one; for a distributed table (Citus), the attachment of the shard

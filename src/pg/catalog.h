@@ -102,6 +102,7 @@ extern List *glintru_attachments_all_in(Snapshot snapshot);
 extern GlintruAttachment glintru_attachment_resolve(bool have_relid, Oid relid);
 extern GlintruAttachment glintru_attachment_resolve_user(bool have_relid, Oid relid, int64 user_id);
 extern List *glintru_attachments_of_logical(Oid logical_relid);
+extern GlintruAttachment glintru_attachment_of_user(List *shards, Oid table, int64 user_id);
 extern int32 glintru_attachment_insert(const GlintruAttachment *a);
 extern void glintru_attachment_delete(int32 id);
 extern void glintru_attachment_set_version(int32 id, int64 version);

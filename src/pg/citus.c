@@ -292,7 +292,9 @@ glintru_citus_shards(Oid logical_relid)
 					"EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p "
 					"        WHERE p.shardid OPERATOR(pg_catalog.=) s.shardid "
 					"        AND p.groupid OPERATOR(pg_catalog.=) (SELECT groupid FROM pg_catalog.pg_dist_local_group)), "
-					"pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid))::pg_catalog.oid "
+					"pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid))::pg_catalog.oid, "
+					"(SELECT p.groupid FROM pg_catalog.pg_dist_placement p "
+					" WHERE p.shardid OPERATOR(pg_catalog.=) s.shardid ORDER BY p.groupid LIMIT 1) "
 					"FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1 "
 					"ORDER BY 2",
 					1, types, args, true, 0, SPI_OK_SELECT, "could not read pg_dist_shard");
@@ -312,6 +314,9 @@ glintru_citus_shards(Oid logical_relid)
 		relid = SPI_getbinval(row, desc, 5, &isnull);
 		s->relid = isnull ? InvalidOid : DatumGetObjectId(relid);
 		s->local &= OidIsValid(s->relid);
+		s->group_id = DatumGetInt32(SPI_getbinval(row, desc, 6, &isnull));
+		if (isnull)
+			s->group_id = -1;
 		/* the list outlives SPI's memory: built in the caller's context */
 		spi_cxt = MemoryContextSwitchTo(caller);
 		out = lappend(out, s);

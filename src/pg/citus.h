@@ -42,6 +42,7 @@ typedef struct GlintruCitusShard
 	int64		shard_id;
 	int32		hash_min;
 	int32		hash_max;
+	int32		group_id;		/* the node group of its (first) placement */
 	bool		local;			/* an active placement on this node */
 	Oid			relid;			/* the shard's table on this node, if local */
 } GlintruCitusShard;

@@ -10,8 +10,8 @@
  * On a Citus coordinator a distributed table has no state of its own: a
  * call that Citus did not already run on the node of the user's shard (it
  * does for a plain SELECT * FROM glintru_recommend(...), the functions being
- * distributed functions) is forwarded there, and a batch is split by shard,
- * one routed call per shard (citus.c).
+ * distributed functions) is forwarded there, and a batch is split by shard
+ * and grouped by node, one routed call per node (citus.c).
  */
 #include "postgres.h"
 
@@ -41,6 +41,7 @@ typedef struct Request
 	int32		k;
 	bool		exclude_seen;
 	int32		att_id;			/* glintru_recommend, _batch */
+	int32	   *att_ids;		/* a batch over several shards of a node: each user's */
 	int64		user_id;		/* glintru_recommend */
 	Datum	   *users;			/* glintru_recommend_batch */
 	int			n_users;
@@ -506,6 +507,13 @@ glintru_recommend(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* The attachment whose state user i of a batch has. */
+static int32
+batch_att(const Request *r, int i)
+{
+	return r->att_ids ? r->att_ids[i] : r->att_id;
+}
+
 /* Mark the exclude rows in one user's slot of a batch's masks (cleared after its ranking). */
 static void
 batch_mark_excluded(const Filter *f, uint8 *slot)
@@ -529,7 +537,7 @@ batch_block(const Request *r, const GlintruModel *m, const Filter *f, int b0, fl
 	/* user vectors of the users with state, packed for one GEMM */
 	for (int j = 0; j < nb_users; j++)
 	{
-		bool		has = user_vector_from_state(m, r->att_id, DatumGetInt64(r->users[b0 + j]),
+		bool		has = user_vector_from_state(m, batch_att(r, b0 + j), DatumGetInt64(r->users[b0 + j]),
 												 U + (size_t) packed * d, scratch,
 												 r->exclude_seen ? exclude + (size_t) packed * n_rows : NULL);
 
@@ -575,7 +583,7 @@ batch_candidates(const Request *r, const GlintruModel *m, const Filter *f)
 	{
 		int			nb;
 
-		if (user_vector_from_state(m, r->att_id, DatumGetInt64(r->users[j]), u, scratch, mask))
+		if (user_vector_from_state(m, batch_att(r, j), DatumGetInt64(r->users[j]), u, scratch, mask))
 		{
 			nb = rank_filtered(m, u, f, mask, kk, best);
 			if (mask)
@@ -647,31 +655,36 @@ batch_request(FunctionCallInfo fcinfo, Request *r, int off)
 
 /*
  * A batch on the coordinator's record of a distributed table: the users
- * split by the shard that holds them, one call routed to each shard's node
- * (glintru.citus_recommend_batch); the rows come shard by shard.
+ * split by the shard that holds them and grouped by that shard's node, one
+ * call routed to each node (glintru.citus_recommend_batch, routed by the
+ * group's first user), which serves its shards' users; the rows come node
+ * by node.
  */
 static void
 batch_distributed(const Request *r, Oid logical_relid)
 {
 	List	   *shards = glintru_citus_shards(logical_relid);
-	int			n_shards = list_length(shards);
-	int		   *shard_of = palloc(sizeof(int) * Max(r->n_users, 1));
+	int32	   *group_of = palloc(sizeof(int32) * Max(r->n_users, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(r->n_users, 1));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(r->n_users, 1));
 
 	for (int i = 0; i < r->n_users; i++)
-		shard_of[i] = glintru_citus_shard_of(shards, DatumGetInt64(r->users[i]));
-	for (int sh = 0; sh < n_shards; sh++)
+		group_of[i] = ((GlintruCitusShard *) list_nth(shards, glintru_citus_shard_of(shards, DatumGetInt64(r->users[i]))))->group_id;
+	for (int first = 0; first < r->n_users; first++)
 	{
 		int			n = 0;
 		Oid			types[7] = {INT8OID, INT8ARRAYOID, INT4OID, BOOLOID, REGCLASSOID, INT8ARRAYOID, INT8ARRAYOID};
 		Datum		args[7];
 		char		nulls[8] = "       ";
 
-		for (int i = 0; i < r->n_users; i++)
-			if (shard_of[i] == sh)
-				ids[n++] = r->users[i];
-		if (n == 0)
+		if (done[first])
 			continue;
+		for (int i = first; i < r->n_users; i++)
+			if (group_of[i] == group_of[first])
+			{
+				ids[n++] = r->users[i];
+				done[i] = true;
+			}
 		args[0] = ids[0];
 		args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[2] = Int32GetDatum(r->k);
@@ -703,7 +716,8 @@ glintru_recommend_batch(PG_FUNCTION_ARGS)
 
 /*
  * SQL glintru.citus_recommend_batch(route, user_ids, ...): a batch of users
- * of one shard, on the node Citus routed it to by route (one of them).
+ * whose shards are on the node Citus routed it to by route (the first of
+ * them); each user is served from the attachment of its shard.
  */
 PG_FUNCTION_INFO_V1(glintru_citus_recommend_batch);
 Datum
@@ -712,6 +726,7 @@ glintru_citus_recommend_batch(PG_FUNCTION_ARGS)
 	Request		r;
 	GlintruAttachment a;
 	instr_time	start;
+	List	   *shards;
 
 	INSTR_TIME_SET_CURRENT(start);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(4))
@@ -722,6 +737,21 @@ glintru_citus_recommend_batch(PG_FUNCTION_ARGS)
 	a = glintru_attachment_resolve_user(true, PG_GETARG_OID(4), PG_GETARG_INT64(0));
 	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
 		glintru_citus_not_routed("glintru_recommend_batch");
+	shards = glintru_attachments_of_logical(a.logical_relid);
+	r.att_ids = palloc(sizeof(int32) * Max(r.n_users, 1));
+	for (int i = 0; i < r.n_users; i++)
+	{
+		GlintruAttachment u = glintru_attachment_of_user(shards, a.logical_relid, DatumGetInt64(r.users[i]));
+
+		/* one model for the whole batch: every shard is attached with the same one */
+		if (u.model_id != a.model_id || u.model_version != a.model_version)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the shards of table %s on this node have states of different model versions",
+							get_rel_name(a.logical_relid)),
+					 errhint("Run glintru_citus_sync() on the coordinator.")));
+		r.att_ids[i] = u.id;
+	}
 	serve_with(fcinfo, &r, recommend_batch_pinned, a, start);
 	return (Datum) 0;
 }
