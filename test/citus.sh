@@ -185,6 +185,8 @@ BEGIN;
 INSERT INTO events SELECT u, 103 + 3 * ((u * 7) % 30), 500 FROM generate_series(10, 64, 2) u;
 INSERT INTO events VALUES (12, 136, 501);
 SELECT * FROM glintru_recommend(12, 5);
+SELECT u, r.* FROM generate_series(12, 14) u, LATERAL glintru_recommend(u, 3) r;
+SELECT * FROM glintru_recommend_batch(ARRAY[12, 10, 14, 40]::bigint[], 3) ORDER BY 1, 3 DESC, 2;
 COMMIT;
 SQL
 both "$TMP/writes.sql" "single-row, multi-row, COPY, INSERT … SELECT (pushed down, through the coordinator, repartitioned), out of order, UPDATE, DELETE, ROLLBACK, multi-shard 2PC"

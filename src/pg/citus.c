@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -438,21 +439,12 @@ glintru_citus_not_routed(const char *what)
 					 "if the shards moved.", what)));
 }
 
-/*
- * Run a query that Citus routes to a worker (a distributed function call)
- * and append its rows to the caller's tuplestore, whose columns they match.
- * If the call comes back to this backend (Citus did not route it), it
- * fails with glintru_citus_not_routed() instead of recursing.
- */
-void
-glintru_citus_forward(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls,
-					  ReturnSetInfo *rsinfo, const char *what)
+/* SPI_execute_with_args with the forwarding flag set meanwhile (caller connected to SPI). */
+static int
+run_forwarded(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
 {
 	int			rc = 0;
 
-	if (forwarding)
-		glintru_citus_not_routed(what);
-	glintru_spi_connect();
 	forwarding = true;
 	PG_TRY();
 	{
@@ -463,6 +455,44 @@ glintru_citus_forward(const char *sql, int nargs, Oid *types, Datum *args, const
 		forwarding = false;
 	}
 	PG_END_TRY();
+	return rc;
+}
+
+/*
+ * Run a read-only query that Citus routes to a worker (a distributed
+ * function call) and append its rows to the caller's tuplestore, whose
+ * columns they match.  If the call comes back to this backend (Citus did
+ * not route it), it fails with glintru_citus_not_routed() instead of
+ * recursing.
+ *
+ * Outside a transaction block the call is a read: Citus would otherwise
+ * treat a query run from inside a function (this one) as part of a
+ * multi-statement transaction (citus.function_opens_transaction_block),
+ * send the call as a modification and end the statement with a
+ * (two-phase) commit on every worker it reached.  Inside a block the
+ * default stays: the call then runs on the connection that wrote the
+ * shard and sees the transaction's own writes.
+ */
+void
+glintru_citus_forward(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls,
+					  ReturnSetInfo *rsinfo, const char *what)
+{
+	int			rc;
+	int			guc_level = -1;
+
+	if (forwarding)
+		glintru_citus_not_routed(what);
+	if (!IsTransactionBlock())
+	{
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("citus.function_opens_transaction_block", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+	glintru_spi_connect();
+	rc = run_forwarded(sql, nargs, types, args, nulls);
+	/* an error restores the setting with the transaction's abort */
+	if (guc_level >= 0)
+		AtEOXact_GUC(true, guc_level);
 	glintru_spi_check(rc, SPI_OK_SELECT, what);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
