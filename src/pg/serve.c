@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/lsyscache.h"
@@ -658,7 +659,9 @@ batch_request(FunctionCallInfo fcinfo, Request *r, int off)
  * split by the shard that holds them and grouped by that shard's node, one
  * call routed to each node (glintru.citus_recommend_batch, routed by the
  * group's first user), which serves its shards' users; the rows come node
- * by node.
+ * by node.  Inside a transaction block, one call per shard instead: Citus
+ * then runs each on the connection that wrote that shard in this
+ * transaction (several may go to one node), so it sees those writes.
  */
 static void
 batch_distributed(const Request *r, Oid logical_relid)
@@ -668,8 +671,14 @@ batch_distributed(const Request *r, Oid logical_relid)
 	bool	   *done = palloc0(sizeof(bool) * Max(r->n_users, 1));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(r->n_users, 1));
 
+	bool		per_shard = IsTransactionBlock();
+
 	for (int i = 0; i < r->n_users; i++)
-		group_of[i] = ((GlintruCitusShard *) list_nth(shards, glintru_citus_shard_of(shards, DatumGetInt64(r->users[i]))))->group_id;
+	{
+		int			sh = glintru_citus_shard_of(shards, DatumGetInt64(r->users[i]));
+
+		group_of[i] = per_shard ? sh : ((GlintruCitusShard *) list_nth(shards, sh))->group_id;
+	}
 	for (int first = 0; first < r->n_users; first++)
 	{
 		int			n = 0;
