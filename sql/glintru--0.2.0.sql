@@ -368,3 +368,63 @@ REVOKE EXECUTE ON FUNCTION glintru_train_cancel(bigint) FROM PUBLIC;
 
 -- end of background training jobs
 -- ---------------------------------------------------------------------------
+
+-- Citus (new in 0.2.0; docs/scale-out.md).  glintru's tables stay local to
+-- each node.  On a distributed interactions table every shard placement has
+-- its own attachment (the shard's distributed table, id and hash range of
+-- user ids) and state, on the node that holds it; the coordinator records
+-- the distributed table itself (logical_relid = relid, no shard, no state)
+-- and routes serving calls to the shards.  Models, attachments and
+-- detachments reach every node through a reference table the coordinator
+-- creates on first use (glintru.citus_ops, not part of the extension: Citus
+-- must create it on the workers), whose trigger applies each row on each
+-- node inside Citus's two-phase commit.
+ALTER TABLE glintru.attachments
+    ADD COLUMN logical_relid oid,
+    ADD COLUMN shard_id bigint,
+    ADD COLUMN hash_min integer,
+    ADD COLUMN hash_max integer;
+
+-- the trigger of glintru.citus_ops: applies a model, attach or detach on this node
+CREATE FUNCTION glintru_citus_apply()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'glintru_citus_apply'
+LANGUAGE C;
+
+-- on the coordinator: every model and every distributed attachment to every
+-- node again (a node added later, shards moved, split or rebalanced)
+CREATE FUNCTION glintru_citus_sync()
+RETURNS void
+AS 'MODULE_PATHNAME', 'glintru_citus_sync'
+LANGUAGE C VOLATILE;
+
+-- calls the coordinator routes to the node of one shard (distributed
+-- functions, distribution argument route: a user id the shard holds)
+CREATE FUNCTION glintru.citus_recommend_batch(route bigint, user_ids bigint[], k integer,
+                                              exclude_seen boolean, interactions regclass,
+                                              candidates bigint[], exclude bigint[])
+RETURNS TABLE(user_id bigint, item_id bigint, score real)
+AS 'MODULE_PATHNAME', 'glintru_citus_recommend_batch'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION glintru.citus_verify_state(route bigint, interactions regclass, user_id bigint)
+RETURNS TABLE(user_id bigint, problem text)
+AS 'MODULE_PATHNAME', 'glintru_citus_verify_state'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru.citus_refresh(route bigint, interactions regclass, user_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_citus_refresh'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION glintru.citus_shard_users(route bigint, interactions regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'glintru_citus_shard_users'
+LANGUAGE C STABLE;
+
+REVOKE EXECUTE ON FUNCTION glintru_citus_apply() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru_citus_sync() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru.citus_verify_state(bigint, regclass, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru.citus_refresh(bigint, regclass, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION glintru.citus_shard_users(bigint, regclass) FROM PUBLIC;
+-- end of the Citus section

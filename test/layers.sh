@@ -20,18 +20,20 @@ cd "$(dirname "$0")/.." || exit 1
 #   8 module     _PG_init, GUCs, shared memory hooks
 #   8 jobs       background training jobs (run through train_sql)
 #   7 train_sql  training and evaluation from SQL (stores through models)
+#     citus_sql  glintru_citus_apply (applies the coordinator's operations), glintru_citus_sync
 #   6 models, serve, trigger, verify, refresh: SQL entry points
 #   5 attach     attach/detach, backfill, rebuild on a model replacement
 #   4 state      glintru.user_state rows
 #   3 cache, progress, stats, events: shared memory; the interactions table;
 #     train_pool: the training engine's background workers and their segment
+#     citus: Citus metadata, the operation log, routing (SQL to Citus only)
 #   2 catalog    glintru.models / glintru.attachments rows, SPI, owner role
 #   1 schema     table, index and column numbers (mirrors the SQL script)
 #   0 src/core   the numeric core
 declare -A RANK=(
-  [module]=8 [jobs]=8 [train_sql]=7
+  [module]=8 [jobs]=8 [train_sql]=7 [citus_sql]=7
   [models]=6 [serve]=6 [trigger]=6 [verify]=6 [refresh]=6
-  [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3 [train_pool]=3
+  [attach]=5 [state]=4 [cache]=3 [progress]=3 [stats]=3 [events]=3 [train_pool]=3 [citus]=3
   [catalog]=2 [schema]=1
 )
 

@@ -66,12 +66,12 @@ nf=$(grep -cE '^not ok |\.\.\. FAILED' "$TMP/regress.log")
 passed=$((passed + np)); failed=$((failed + nf))
 if [ "$np" = 0 ] && [ "$nf" = 0 ]; then bad "pg_regress ran no test"; fi
 
-echo "== shell-driven tests (concurrency, hot standby, crashes, fuzzing)"
+echo "== shell-driven tests (concurrency, hot standby, crashes, Citus, fuzzing)"
 # the Debian package (built, apt-installed, pg_regress against it) only when
 # asked (CI does): it replaces this tree's make install with the package
 pkg_test=""
 [ "${GLINTRU_TEST_PACKAGE:-0}" = 1 ] && pkg_test=test/package.sh
-for t in test/layers.sh test/concurrency.sh test/train_workers.sh test/tap.sh test/upgrade.sh test/app_python.sh test/fuzz/run.sh $pkg_test; do
+for t in test/layers.sh test/concurrency.sh test/train_workers.sh test/tap.sh test/upgrade.sh test/app_python.sh test/citus.sh test/fuzz/run.sh $pkg_test; do
   if [ -f "$t" ]; then
     out=$(bash "$t" 2>&1); rc=$?
     echo "$out" | grep -E '^(ok|FAILED)' | sed "s|^|  |"

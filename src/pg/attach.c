@@ -4,6 +4,11 @@
  * (glintru_detach), and rebuilding the states of attached tables when their
  * model is replaced.
  *
+ * A Citus distributed table, attached on the coordinator, is recorded there
+ * and sent to every node (citus.c), where each shard placement is attached
+ * like a table of its own (glintru_attach_shards) with the shard's id and
+ * hash range; glintru_citus_sync() repeats that after shards moved.
+ *
  * The triggers belong to the table and are created by its owner (the
  * caller); glintru's rows are written as their owner (catalog.c).  Every
  * identifier in dynamic SQL is quoted and every operator schema-qualified.
@@ -29,6 +34,7 @@
 #include "attach.h"
 #include "cache.h"
 #include "catalog.h"
+#include "citus.h"
 #include "events.h"
 #include "state.h"
 #include "stats.h"
@@ -181,14 +187,14 @@ attach_arguments(FunctionCallInfo fcinfo, GlintruCatalogEntry *e)
 	return a;
 }
 
-/* SQL glintru_attach(model, table, ...): triggers, then every user's state; the user count. */
-PG_FUNCTION_INFO_V1(glintru_attach);
-Datum
-glintru_attach(PG_FUNCTION_ARGS)
+/*
+ * Attach one table (or one shard placement, a->shard_id set) to the model
+ * of e, locked by the caller: triggers calling fnschema.glintru_trigger(),
+ * the attachment row and every user's state; the user count.
+ */
+static int64
+attach_relation(GlintruAttachment *a, const GlintruCatalogEntry *e, const char *fnschema)
 {
-	GlintruCatalogEntry e;
-	GlintruAttachment a = attach_arguments(fcinfo, &e);
-	const char *fnschema = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
 	Relation	rel;
 	GlintruTable t;
 	Backfill	b;
@@ -197,29 +203,198 @@ glintru_attach(PG_FUNCTION_ARGS)
 	/* the library installed, ALTER EXTENSION … UPDATE not yet run: a clear error, nothing written */
 	glintru_state_check_release();
 	/* block writers while the state is built from the table */
-	rel = table_open(a.relid, ShareRowExclusiveLock);
-	glintru_table_init(rel, &a, &t);
-	warn_without_user_index(rel, t.user_att, t.order_att);
+	rel = table_open(a->relid, ShareRowExclusiveLock);
+	glintru_table_init(rel, a, &t);
+	/* a shard's indexes are its table's: the coordinator warned about them */
+	if (a->shard_id == 0)
+		warn_without_user_index(rel, t.user_att, t.order_att);
 	table_close(rel, NoLock);
 
 	/* re-attaching: the old triggers, attachment and states go */
 	glintru_spi_connect();
-	drop_triggers(a.relid, t.qualname);
-	a.id = glintru_attachment_insert(&a);
+	drop_triggers(a->relid, t.qualname);
+	a->id = glintru_attachment_insert(a);
 	create_triggers(t.qualname, fnschema);
 	glintru_spi_finish();
 
 	b.t = &t;
-	b.att_id = a.id;
+	b.att_id = a->id;
 	b.users = 0;
 	/* the counters the backfill's state writes add to (glintru_stats_of_attachment) */
-	(void) glintru_stats_entry(a.model_id, a.id);
+	(void) glintru_stats_entry(a->model_id, a->id);
 	/* the weights of the version locked, which the statement's snapshot may predate */
 	PushActiveSnapshot(GetLatestSnapshot());
-	pin = glintru_cache_acquire(&e);
+	pin = glintru_cache_acquire(e);
 	PopActiveSnapshot();
 	glintru_cache_with_pin(pin, backfill_pinned, &b);
-	PG_RETURN_INT64(b.users);
+	return b.users;
+}
+
+/* The users with state in every shard of a distributed table, counted on the shards' nodes. */
+static int64
+count_shard_users(Oid logical_relid)
+{
+	int64		users = 0;
+	ListCell   *lc;
+
+	foreach(lc, glintru_citus_shards(logical_relid))
+	{
+		Oid			types[2] = {INT8OID, REGCLASSOID};
+		Datum		args[2] = {Int64GetDatum(glintru_citus_route_value(lfirst(lc))),
+		ObjectIdGetDatum(logical_relid)};
+		bool		isnull;
+
+		glintru_spi_connect();
+		glintru_spi_run("SELECT * FROM glintru.citus_shard_users($1, $2)", 2, types, args, false, 0,
+						SPI_OK_SELECT, "could not count the users of a shard");
+		if (SPI_processed == 1)
+			users += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		glintru_spi_finish();
+	}
+	return users;
+}
+
+/*
+ * glintru_attach() of a Citus distributed table on the coordinator: the
+ * table recorded here (no triggers, no state: writes go to the shards),
+ * the serving functions made distributed functions co-located with it, and
+ * an attach sent to every node, which attaches each shard placement it
+ * holds, in this distributed transaction.  The user count is the shards'.
+ */
+static int64
+attach_distributed(GlintruAttachment *a, const GlintruCatalogEntry *e, Oid fn_namespace)
+{
+	Relation	rel = table_open(a->relid, ShareRowExclusiveLock);
+	GlintruTable t;
+	GlintruCitusOp op = {.op = "attach", .table = a->relid, .user_col = NameStr(a->user_col),
+	.item_col = NameStr(a->item_col), .order_col = NameStr(a->order_col), .deferred = a->deferred,
+	.rebuild = true};
+
+	glintru_state_check_release();
+	glintru_table_init(rel, a, &t);
+	warn_without_user_index(rel, t.user_att, t.order_att);
+	table_close(rel, NoLock);
+	a->logical_relid = a->relid;
+	a->id = glintru_attachment_insert(a);
+	glintru_citus_distribute_functions(a->relid, fn_namespace);
+	op.model = e->name;
+	op.model_id = e->id;
+	op.version = e->version;
+	glintru_citus_send(&op);
+	return count_shard_users(a->relid);
+}
+
+/* SQL glintru_attach(model, table, ...): triggers, then every user's state; the user count. */
+PG_FUNCTION_INFO_V1(glintru_attach);
+Datum
+glintru_attach(PG_FUNCTION_ARGS)
+{
+	GlintruCatalogEntry e;
+	GlintruAttachment a = attach_arguments(fcinfo, &e);
+	Oid			fn_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	if (glintru_citus_distributed(a.relid))
+	{
+		if (!glintru_citus_coordinator())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("attach the distributed table %s on the Citus coordinator", get_rel_name(a.relid))));
+		PG_RETURN_INT64(attach_distributed(&a, &e, fn_namespace));
+	}
+	PG_RETURN_INT64(attach_relation(&a, &e, quote_identifier(get_namespace_name(fn_namespace))));
+}
+
+/* Drop a shard's triggers (if its table still exists) and its attachment. */
+static void
+detach_shard(const GlintruAttachment *a)
+{
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)))
+	{
+		LockRelationOid(a->relid, AccessExclusiveLock);
+		glintru_spi_connect();
+		drop_triggers(a->relid, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a->relid)),
+														   get_rel_name(a->relid)));
+		glintru_spi_finish();
+	}
+	glintru_attachment_delete(a->id);
+}
+
+/*
+ * On a Citus node, applying an attach from the coordinator: attach every
+ * shard placement of the distributed table this node holds to the model
+ * of e (with the columns and mode of tmpl), or only those not attached as
+ * asked when !rebuild (glintru_citus_sync), and detach the shards it no
+ * longer holds (moved away, split).  fnschema: glintru_trigger()'s schema.
+ */
+void
+glintru_attach_shards(Oid logical_relid, const GlintruCatalogEntry *e, const GlintruAttachment *tmpl,
+					  bool rebuild, const char *fnschema)
+{
+	List	   *shards = glintru_citus_shards(logical_relid);
+	ListCell   *lc;
+
+	foreach(lc, glintru_attachments_of_logical(logical_relid))
+	{
+		GlintruAttachment *old = lfirst(lc);
+		bool		held = false;
+		ListCell   *lc2;
+
+		foreach(lc2, shards)
+		{
+			GlintruCitusShard *s = lfirst(lc2);
+
+			held |= s->local && s->relid == old->relid && s->shard_id == old->shard_id;
+		}
+		if (!held)
+			detach_shard(old);
+	}
+	foreach(lc, shards)
+	{
+		GlintruCitusShard *s = lfirst(lc);
+		GlintruAttachment a = *tmpl;
+		GlintruAttachment now;
+
+		if (!s->local)
+			continue;
+		if (!rebuild && glintru_attachment_by_relid_latest(s->relid, &now) &&
+			now.model_id == e->id && now.model_version == e->version && now.shard_id == s->shard_id &&
+			now.deferred == tmpl->deferred && namestrcmp(&now.user_col, NameStr(tmpl->user_col)) == 0 &&
+			namestrcmp(&now.item_col, NameStr(tmpl->item_col)) == 0 &&
+			namestrcmp(&now.order_col, NameStr(tmpl->order_col)) == 0)
+			continue;
+		a.relid = s->relid;
+		a.model_id = e->id;
+		a.model_version = e->version;
+		a.logical_relid = logical_relid;
+		a.shard_id = s->shard_id;
+		a.hash_min = s->hash_min;
+		a.hash_max = s->hash_max;
+		(void) attach_relation(&a, e, fnschema);
+	}
+}
+
+/* On a Citus node, applying a detach from the coordinator: every shard of the table this node has. */
+void
+glintru_detach_shards(Oid logical_relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, glintru_attachments_of_logical(logical_relid))
+		detach_shard(lfirst(lc));
+}
+
+/* SQL glintru.citus_shard_users(route, table): users with state in the shard of route, on its node. */
+PG_FUNCTION_INFO_V1(glintru_citus_shard_users);
+Datum
+glintru_citus_shard_users(PG_FUNCTION_ARGS)
+{
+	GlintruAttachment a = glintru_attachment_resolve_user(true, PG_GETARG_OID(1), PG_GETARG_INT64(0));
+	uint64		n;
+
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
+		glintru_citus_not_routed("glintru_attach");
+	(void) glintru_state_users(a.id, false, 0, &n);
+	PG_RETURN_INT64((int64) n);
 }
 
 /* Do two lists of attachments hold the same attachments of model model_id? */
@@ -284,6 +459,12 @@ glintru_attach_rebuild_model(const GlintruCatalogEntry *e, const GlintruModel *m
 		/* a dropped table's attachment stays until detached: nothing to rebuild */
 		if (a->model_id != e->id || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)))
 			continue;
+		/* the coordinator's record of a distributed table: each node rebuilds its shards */
+		if (GLINTRU_ATTACHMENT_IS_LOGICAL(a))
+		{
+			glintru_attachment_set_version(a->id, e->version);
+			continue;
+		}
 		LockRelationOid(a->relid, ShareRowExclusiveLock);
 		/* a detach or a re-attach to another model may have committed while the lock was awaited */
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(a->relid)) ||
@@ -321,6 +502,17 @@ glintru_detach(PG_FUNCTION_ARGS)
 
 	if (!glintru_attachment_by_relid(relid, &a))
 		detach_not_attached(relid);
+	/* a distributed table (Citus): every node detaches its shards, in this transaction */
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a) && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	{
+		GlintruCitusOp op = {.op = "detach", .table = relid};
+
+		check_owner(relid);
+		LockRelationOid(relid, ShareRowExclusiveLock);
+		glintru_citus_send(&op);
+		glintru_attachment_delete(a.id);
+		PG_RETURN_VOID();
+	}
 	/* a dropped table: its triggers went with it */
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 	{

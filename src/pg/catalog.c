@@ -30,6 +30,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -362,7 +363,7 @@ indirect_datum(bytea *value)
  */
 bool
 glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights, bool replace,
-					  GlintruCatalogEntry *stored)
+					  const GlintruCatalogEntry *as, GlintruCatalogEntry *stored)
 {
 	Datum		args[10];
 	Oid			types[10] = {TEXTOID, INT8OID, INT4OID, INT4OID, INT4OID, FLOAT4OID, BYTEAOID, TEXTOID,
@@ -389,6 +390,12 @@ glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("model \"%s\" already exists", name),
 				 errhint("Pass replace => true to replace it.")));
+	if (exists && as && DatumGetInt32(spi_value(0, 1)) != as->id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model \"%s\" has id %d on this node, not %d as on the coordinator", name,
+						DatumGetInt32(spi_value(0, 1)), as->id),
+				 errhint("Drop the model on this node (it was not loaded through the coordinator) and run glintru_citus_sync() on the coordinator.")));
 	if (exists)
 	{
 		args[9] = spi_value(0, 1);
@@ -406,6 +413,16 @@ glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights
 						9, types, args, SPI_OK_INSERT_RETURNING, "could not insert into glintru.models");
 	if (SPI_processed != 1)
 		elog(ERROR, "could not write the row of model \"%s\"", name);
+	if (as)
+	{
+		/* a copy of the coordinator's model (Citus): its id and version, not this node's sequences' */
+		Oid			as_types[3] = {INT4OID, INT8OID, INT4OID};
+		Datum		as_args[3] = {Int32GetDatum(as->id), Int64GetDatum(as->version), spi_value(0, 1)};
+
+		glintru_spi_run("UPDATE glintru.models SET id = $1, version = $2 WHERE id OPERATOR(pg_catalog.=) $3 "
+						"RETURNING id, version",
+						3, as_types, as_args, false, 0, SPI_OK_UPDATE_RETURNING, "could not update glintru.models");
+	}
 	stored->id = DatumGetInt32(spi_value(0, 1));
 	stored->version = DatumGetInt64(spi_value(0, 2));
 	strlcpy(stored->name, name, sizeof(stored->name));
@@ -464,6 +481,24 @@ attachment_from_tuple(HeapTuple tup, TupleDesc desc, GlintruAttachment *a)
 		Datum		refresh = heap_getattr(tup, Anum_glintru_attachments_refresh, desc, &isnull);
 
 		a->deferred = !isnull && strcmp(TextDatumGetCString(refresh), "deferred") == 0;
+	}
+	/* the Citus columns (NULL for a plain table; absent before ALTER EXTENSION … UPDATE) */
+	a->logical_relid = InvalidOid;
+	a->shard_id = 0;
+	a->hash_min = a->hash_max = 0;
+	if (desc->natts >= Anum_glintru_attachments_hash_max)
+	{
+		Datum		v = heap_getattr(tup, Anum_glintru_attachments_logical_relid, desc, &isnull);
+
+		if (!isnull)
+			a->logical_relid = DatumGetObjectId(v);
+		v = heap_getattr(tup, Anum_glintru_attachments_shard_id, desc, &isnull);
+		if (!isnull)
+		{
+			a->shard_id = DatumGetInt64(v);
+			a->hash_min = DatumGetInt32(heap_getattr(tup, Anum_glintru_attachments_hash_min, desc, &isnull));
+			a->hash_max = DatumGetInt32(heap_getattr(tup, Anum_glintru_attachments_hash_max, desc, &isnull));
+		}
 	}
 }
 
@@ -566,38 +601,135 @@ not_attached(Oid relid)
 			 errhint("Attach it with glintru_attach(model, table).")));
 }
 
-/* The attachment a serving or verifying call means: the given table, or the only one. */
+/* The table an attachment serves: a shard's distributed table, else its own. */
+static Oid
+attachment_table(const GlintruAttachment *a)
+{
+	return OidIsValid(a->logical_relid) ? a->logical_relid : a->relid;
+}
+
+/* The shard attachments of a distributed table on this node, a List of GlintruAttachment. */
+List *
+glintru_attachments_of_logical(Oid logical_relid)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, glintru_attachments_all())
+	{
+		GlintruAttachment *a = lfirst(lc);
+
+		if (a->logical_relid == logical_relid && a->shard_id != 0)
+			out = lappend(out, a);
+	}
+	return out;
+}
+
+/*
+ * Of the attachments of one table (list), the one that serves user_id: a
+ * plain table's, the shard whose hash range holds the user (Citus hashes a
+ * bigint, int or smallint distribution column with hashint8, which agrees
+ * across the three), else the coordinator's record of the distributed table
+ * (its callers route the call to the shards).
+ */
+static GlintruAttachment
+attachment_for_user(List *list, Oid table, bool have_user, int64 user_id)
+{
+	int32		h = have_user ? DatumGetInt32(DirectFunctionCall1(hashint8, Int64GetDatum(user_id))) : 0;
+	GlintruAttachment *logical = NULL;
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		GlintruAttachment *a = lfirst(lc);
+
+		if (!OidIsValid(a->logical_relid))
+			return *a;
+		if (a->shard_id == 0)
+			logical = a;
+		else if (have_user && h >= a->hash_min && h <= a->hash_max)
+			return *a;
+	}
+	if (logical)
+		return *logical;
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 have_user ? errmsg("the shard of table %s that holds user " INT64_FORMAT " is not attached on this node",
+								get_rel_name(table) ? get_rel_name(table) : "(unknown)", user_id)
+			 : errmsg("table %s is distributed: name one of its shards", get_rel_name(table) ? get_rel_name(table) : "(unknown)"),
+			 errhint("Call glintru functions on the coordinator; after moving or splitting shards, run glintru_citus_sync() there.")));
+	pg_unreachable();
+}
+
+/* Of the shard attachments of a distributed table (list), the one of the shard that holds user_id. */
 GlintruAttachment
-glintru_attachment_resolve(bool have_relid, Oid relid)
+glintru_attachment_of_user(List *shards, Oid table, int64 user_id)
+{
+	return attachment_for_user(shards, table, true, user_id);
+}
+
+/*
+ * The attachment a serving or verifying call means: the given table, or the
+ * only one; for a distributed table (Citus), the attachment of the shard
+ * that holds user_id when have_user.
+ */
+static GlintruAttachment
+attachment_resolve(bool have_relid, Oid relid, bool have_user, int64 user_id)
 {
 	GlintruAttachment a;
-	List	   *all;
+	List	   *all,
+			   *of_table = NIL;
 	ListCell   *lc;
 	StringInfoData names;
+	Oid			table = InvalidOid;
+	int			n_tables = 0;
 
 	if (have_relid)
 	{
-		if (!glintru_attachment_by_relid(relid, &a))
+		if (glintru_attachment_by_relid(relid, &a) && (!GLINTRU_ATTACHMENT_IS_LOGICAL(&a) || !have_user))
+			return a;
+		/* a distributed table: its shards on this node (and the coordinator's record) */
+		all = glintru_attachments_all();
+		foreach(lc, all)
+			if (attachment_table(lfirst(lc)) == relid)
+				of_table = lappend(of_table, lfirst(lc));
+		if (of_table == NIL)
 			not_attached(relid);
-		return a;
+		return attachment_for_user(of_table, relid, have_user, user_id);
 	}
 	all = glintru_attachments_all();
-	if (list_length(all) == 1)
-		return *(GlintruAttachment *) linitial(all);
+	initStringInfo(&names);
+	foreach(lc, all)
+	{
+		GlintruAttachment *x = lfirst(lc);
+		Oid			xt = attachment_table(x);
+
+		if (n_tables == 0 || xt != table)
+		{
+			bool		listed = false;
+			ListCell   *lc2;
+
+			foreach(lc2, of_table)
+				listed |= attachment_table(lfirst(lc2)) == xt;
+			if (!listed)
+			{
+				char	   *relname = get_rel_name(xt);
+
+				n_tables++;
+				table = xt;
+				appendStringInfo(&names, "%s%s", names.len ? ", " : "",
+								 relname ? quote_identifier(relname) : "(dropped table)");
+			}
+		}
+		of_table = lappend(of_table, x);
+	}
+	if (n_tables == 1)
+		return attachment_for_user(of_table, table, have_user, user_id);
 	if (all == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no interactions table is attached to a glintru model"),
 				 errhint("Attach one with glintru_attach(model, table).")));
-	initStringInfo(&names);
-	foreach(lc, all)
-	{
-		GlintruAttachment *x = lfirst(lc);
-		char	   *relname = get_rel_name(x->relid);
-
-		appendStringInfo(&names, "%s%s", names.len ? ", " : "",
-						 relname ? quote_identifier(relname) : "(dropped table)");
-	}
 	ereport(ERROR,
 			(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
 			 errmsg("more than one interactions table is attached: %s", names.data),
@@ -605,12 +737,28 @@ glintru_attachment_resolve(bool have_relid, Oid relid)
 	pg_unreachable();
 }
 
+/* The attachment a verifying or refreshing call means: the given table, or the only one. */
+GlintruAttachment
+glintru_attachment_resolve(bool have_relid, Oid relid)
+{
+	return attachment_resolve(have_relid, relid, false, 0);
+}
+
+/* The attachment that serves user_id: see attachment_resolve(). */
+GlintruAttachment
+glintru_attachment_resolve_user(bool have_relid, Oid relid, int64 user_id)
+{
+	return attachment_resolve(have_relid, relid, true, user_id);
+}
+
 /* Write the attachment row of a->relid (replacing any earlier one and, by cascade, its states); its id. */
 int32
 glintru_attachment_insert(const GlintruAttachment *a)
 {
-	Oid			types[7] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID, TEXTOID};
-	Datum		args[7];
+	Oid			types[11] = {OIDOID, INT4OID, INT8OID, NAMEOID, NAMEOID, NAMEOID, TEXTOID, OIDOID, INT8OID,
+	INT4OID, INT4OID};
+	Datum		args[11];
+	char		nulls[11] = "          ";
 	GlintruRoleSwitch rs;
 	int32		id;
 
@@ -621,15 +769,25 @@ glintru_attachment_insert(const GlintruAttachment *a)
 	args[4] = NameGetDatum(&a->item_col);
 	args[5] = NameGetDatum(&a->order_col);
 	args[6] = CStringGetTextDatum(a->deferred ? "deferred" : "eager");
+	args[7] = ObjectIdGetDatum(a->logical_relid);
+	args[8] = Int64GetDatum(a->shard_id);
+	args[9] = Int32GetDatum(a->hash_min);
+	args[10] = Int32GetDatum(a->hash_max);
+	if (!OidIsValid(a->logical_relid))
+		nulls[7] = 'n';
+	if (a->shard_id == 0)
+		nulls[8] = nulls[9] = nulls[10] = 'n';
 	glintru_spi_connect();
 	glintru_become_owner_of(glintru_catalog_relid(GLINTRU_ATTACHMENTS), &rs);
 	glintru_spi_run("DELETE FROM glintru.attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 					1, types, args, false, 0, SPI_OK_DELETE, "could not delete from glintru.attachments");
-	if (glintru_spi_run("INSERT INTO glintru.attachments "
-						"(relid, model_id, model_version, user_column, item_column, order_column, refresh) "
-						"VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7) RETURNING id",
-						7, types, args, false, 0, SPI_OK_INSERT_RETURNING,
-						"could not insert into glintru.attachments") != 1)
+	glintru_spi_check(SPI_execute_with_args("INSERT INTO glintru.attachments "
+											"(relid, model_id, model_version, user_column, item_column, order_column, refresh, "
+											"logical_relid, shard_id, hash_min, hash_max) "
+											"VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+											11, types, args, nulls, false, 0),
+					  SPI_OK_INSERT_RETURNING, "could not insert into glintru.attachments");
+	if (SPI_processed != 1)
 		elog(ERROR, "could not insert into glintru.attachments");
 	id = DatumGetInt32(spi_value(0, 1));
 	glintru_restore_role(&rs);

@@ -59,7 +59,7 @@ extern bytea *glintru_catalog_weights(int32 id, int64 version);
 /* ---- writes of glintru.models ---- */
 
 extern bool glintru_catalog_store(const char *name, const GlintruConfig *cfg, bytea *weights,
-								  bool replace, GlintruCatalogEntry *stored);
+								  bool replace, const GlintruCatalogEntry *as, GlintruCatalogEntry *stored);
 extern bool glintru_catalog_drop(text *name);
 
 /* ---- glintru.attachments ---- */
@@ -75,7 +75,24 @@ typedef struct GlintruAttachment
 	NameData	item_col;
 	NameData	order_col;
 	bool		deferred;		/* refresh 'deferred': slides only record the items */
+
+	/*
+	 * Citus: on a node holding shards, the attachment of one shard placement
+	 * records its distributed table (that node's OID of it), the shard id and
+	 * the shard's range of hashed user ids; on the coordinator, the
+	 * distributed table itself is recorded with logical_relid = relid and no
+	 * shard (no state there: calls are routed to the shards).  Plain tables:
+	 * InvalidOid and 0.
+	 */
+	Oid			logical_relid;
+	int64		shard_id;
+	int32		hash_min;
+	int32		hash_max;
 } GlintruAttachment;
+
+/* Is the attachment the coordinator's record of a distributed table (no state of its own)? */
+#define GLINTRU_ATTACHMENT_IS_LOGICAL(a) \
+	(OidIsValid((a)->logical_relid) && (a)->shard_id == 0)
 
 extern bool glintru_attachment_by_relid(Oid relid, GlintruAttachment *a);
 extern bool glintru_attachment_by_relid_in(Oid relid, Snapshot snapshot, GlintruAttachment *a);
@@ -83,6 +100,9 @@ extern bool glintru_attachment_by_relid_latest(Oid relid, GlintruAttachment *a);
 extern List *glintru_attachments_all(void);
 extern List *glintru_attachments_all_in(Snapshot snapshot);
 extern GlintruAttachment glintru_attachment_resolve(bool have_relid, Oid relid);
+extern GlintruAttachment glintru_attachment_resolve_user(bool have_relid, Oid relid, int64 user_id);
+extern List *glintru_attachments_of_logical(Oid logical_relid);
+extern GlintruAttachment glintru_attachment_of_user(List *shards, Oid table, int64 user_id);
 extern int32 glintru_attachment_insert(const GlintruAttachment *a);
 extern void glintru_attachment_delete(int32 id);
 extern void glintru_attachment_set_version(int32 id, int64 version);

@@ -12,6 +12,11 @@
  * states (attach.c), in the same transaction as the catalogue write, so the
  * replacement is atomic.
  *
+ * On a Citus coordinator every load, replacement and drop is also sent to
+ * every node in the same distributed transaction (citus.c), which stores it
+ * there under the coordinator's id and version; a worker refuses loads of
+ * its own, which would give ids the coordinator does not know.
+ *
  * Memory: the file's bytes, plus one transient copy while the row is toasted
  * (catalog.c), then the built model: about twice the file at the peak.
  */
@@ -34,6 +39,7 @@
 #include "attach.h"
 #include "cache.h"
 #include "catalog.h"
+#include "citus.h"
 #include "models.h"
 
 /* Model names are non-empty and fit a NameData, as glintru_models() shows them. */
@@ -58,6 +64,61 @@ rebuild_pinned(const GlintruModel *m, void *arg)
 	glintru_attach_rebuild_model((const GlintruCatalogEntry *) arg, m);
 }
 
+/* On a Citus worker, models come from the coordinator only. */
+static void
+refuse_on_citus_worker(const char *what)
+{
+	if (!glintru_citus_applying() && glintru_citus_worker())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot %s on a Citus worker", what),
+				 errhint("Load, replace and drop models on the coordinator: it sends them to every node.")));
+}
+
+/*
+ * Validate (once) and store a model file under name; replace an existing
+ * model only when asked; with as, under that id and version (a copy sent by
+ * the Citus coordinator).  Returns the model's id.
+ */
+int32
+glintru_models_store_as(const char *name, bytea *weights, bool replace, const GlintruCatalogEntry *as)
+{
+	const uint8 *buf = (const uint8 *) VARDATA_ANY(weights);
+	size_t		len = VARSIZE_ANY_EXHDR(weights);
+	GlintruConfig cfg;
+	bool		has_pop;
+	GlintruCatalogEntry stored;
+	GlintruPin	pin;
+	bool		replaced;
+
+	glintru_models_check_name(name);
+	refuse_on_citus_worker("load a model");
+	glintru_model_check(buf, len, &cfg, &has_pop);
+	/* the write first: its transient copy of the bytes is gone before the model is built */
+	replaced = glintru_catalog_store(name, &cfg, weights, replace, as, &stored);
+	pin = glintru_cache_install(&stored, buf, len, &cfg, has_pop);
+	if (replaced)
+	{
+		/* tables attached to this model: rebuild their state with the new weights */
+		CommandCounterIncrement();
+		PushCopiedSnapshot(GetActiveSnapshot());
+		UpdateActiveSnapshotCommandId();
+		glintru_cache_with_pin(pin, rebuild_pinned, &stored);
+		PopActiveSnapshot();
+	}
+	else
+		glintru_cache_release(&pin);
+	/* a Citus coordinator: the same row on every node, in this transaction */
+	if (as == NULL && glintru_citus_coordinator())
+	{
+		GlintruCitusOp op = {.op = "model", .model = name, .model_id = stored.id,
+		.version = stored.version, .weights = weights};
+
+		glintru_citus_send(&op);
+	}
+	return stored.id;
+}
+
 /*
  * Validate (once) and store a model file under name; replace an existing
  * model only when asked.  Shared by both loaders and glintru_train().
@@ -66,30 +127,7 @@ rebuild_pinned(const GlintruModel *m, void *arg)
 int32
 glintru_models_store(const char *name, bytea *weights, bool replace)
 {
-	const uint8 *buf = (const uint8 *) VARDATA_ANY(weights);
-	size_t		len = VARSIZE_ANY_EXHDR(weights);
-	GlintruConfig cfg;
-	bool		has_pop;
-	GlintruCatalogEntry stored;
-	GlintruPin	pin;
-
-	glintru_models_check_name(name);
-	glintru_model_check(buf, len, &cfg, &has_pop);
-	/* the write first: its transient copy of the bytes is gone before the model is built */
-	if (!glintru_catalog_store(name, &cfg, weights, replace, &stored))
-	{
-		pin = glintru_cache_install(&stored, buf, len, &cfg, has_pop);
-		glintru_cache_release(&pin);
-		return stored.id;
-	}
-	pin = glintru_cache_install(&stored, buf, len, &cfg, has_pop);
-	/* tables attached to this model: rebuild their state with the new weights */
-	CommandCounterIncrement();
-	PushCopiedSnapshot(GetActiveSnapshot());
-	UpdateActiveSnapshotCommandId();
-	glintru_cache_with_pin(pin, rebuild_pinned, &stored);
-	PopActiveSnapshot();
-	return stored.id;
+	return glintru_models_store_as(name, weights, replace, NULL);
 }
 
 /* SQL glintru_load_model(name, weights, replace): store a model from its bytes. */
@@ -197,8 +235,15 @@ glintru_drop_model(PG_FUNCTION_ARGS)
 {
 	text	   *name = PG_GETARG_TEXT_PP(0);
 
+	refuse_on_citus_worker("drop a model");
 	if (!glintru_catalog_drop(name))
 		glintru_catalog_no_such_model(text_to_cstring(name));
+	if (glintru_citus_coordinator())
+	{
+		GlintruCitusOp op = {.op = "drop", .model = text_to_cstring(name)};
+
+		glintru_citus_send(&op);
+	}
 	PG_RETURN_VOID();
 }
 

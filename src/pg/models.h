@@ -8,7 +8,11 @@
 
 #include "postgres.h"
 
+#include "catalog.h"
+
 extern void glintru_models_check_name(const char *name);
 extern int32 glintru_models_store(const char *name, bytea *weights, bool replace);
+extern int32 glintru_models_store_as(const char *name, bytea *weights, bool replace,
+									 const GlintruCatalogEntry *as);
 
 #endif							/* GLINTRU_MODELS_H */

@@ -46,6 +46,11 @@
 #define Anum_glintru_attachments_order_column 7
 #define Anum_glintru_attachments_attached_at 8
 #define Anum_glintru_attachments_refresh 9
+/* Citus (added at the end by ALTER TABLE): a shard's distributed table, its shard id and hash range */
+#define Anum_glintru_attachments_logical_relid 10
+#define Anum_glintru_attachments_shard_id 11
+#define Anum_glintru_attachments_hash_min 12
+#define Anum_glintru_attachments_hash_max 13
 
 /* glintru.user_state: one row per (attachment, user) */
 #define GLINTRU_USER_STATE "user_state"

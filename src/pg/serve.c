@@ -6,17 +6,26 @@
  * history with nothing the model knows gets the most popular items.  The
  * recommend functions take business filters: candidates (rank only these,
  * scoring only their rows) and exclude (never return these).
+ *
+ * On a Citus coordinator a distributed table has no state of its own: a
+ * call that Citus did not already run on the node of the user's shard (it
+ * does for a plain SELECT * FROM glintru_recommend(...), the functions being
+ * distributed functions) is forwarded there, and a batch is split by shard
+ * and grouped by node, one routed call per node (citus.c).
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/lsyscache.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "cache.h"
 #include "catalog.h"
+#include "citus.h"
 #include "forward.h"
 #include "kernels.h"
 #include "rank.h"
@@ -33,6 +42,7 @@ typedef struct Request
 	int32		k;
 	bool		exclude_seen;
 	int32		att_id;			/* glintru_recommend, _batch */
+	int32	   *att_ids;		/* a batch over several shards of a node: each user's */
 	int64		user_id;		/* glintru_recommend */
 	Datum	   *users;			/* glintru_recommend_batch */
 	int			n_users;
@@ -349,20 +359,51 @@ history_user_vector(const GlintruModel *m, const Request *r, int32 **rows_out, i
  * states were built with.
  */
 static void
-serve_attached(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn, int att_arg)
+serve_with(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn, GlintruAttachment a, instr_time start)
 {
-	instr_time	start;
-	GlintruAttachment a;
 	GlintruStatsEntry *st;
 
-	INSTR_TIME_SET_CURRENT(start);
-	a = glintru_attachment_resolve(!PG_ARGISNULL(att_arg),
-								   PG_ARGISNULL(att_arg) ? InvalidOid : PG_GETARG_OID(att_arg));
 	st = glintru_stats_entry(a.model_id, a.id);
 	r->att_id = a.id;
 	InitMaterializedSRF(fcinfo, 0);
 	glintru_cache_with_pin(glintru_state_model(&a), fn, r);
 	glintru_stats_call(st, (uint64) tuplestore_tuple_count(r->rsinfo->setResult), start);
+}
+
+/*
+ * Serve a request from the attachment the optional interactions argument
+ * (att_arg) names, or the only one; for a distributed table the shard of
+ * r->user_id when by_user.  Returns the coordinator's record of a
+ * distributed table instead of serving (*logical set, the result
+ * initialised): the caller routes the call.
+ */
+static void
+serve_attached(FunctionCallInfo fcinfo, Request *r, GlintruPinnedFn fn, int att_arg, bool by_user,
+			   GlintruAttachment *logical)
+{
+	instr_time	start;
+	GlintruAttachment a;
+	bool		have_relid = !PG_ARGISNULL(att_arg);
+	Oid			relid = have_relid ? PG_GETARG_OID(att_arg) : InvalidOid;
+
+	INSTR_TIME_SET_CURRENT(start);
+	a = by_user ? glintru_attachment_resolve_user(have_relid, relid, r->user_id)
+		: glintru_attachment_resolve(have_relid, relid);
+	logical->id = 0;
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
+	{
+		*logical = a;
+		InitMaterializedSRF(fcinfo, 0);
+		return;
+	}
+	serve_with(fcinfo, r, fn, a, start);
+}
+
+/* The quoted schema of the SQL function being called (the extension's). */
+static const char *
+own_schema(FunctionCallInfo fcinfo)
+{
+	return quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
 }
 
 /*
@@ -440,6 +481,7 @@ Datum
 glintru_recommend(PG_FUNCTION_ARGS)
 {
 	Request		r;
+	GlintruAttachment logical;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -448,8 +490,29 @@ glintru_recommend(PG_FUNCTION_ARGS)
 	request_init(&r, fcinfo);
 	r.user_id = PG_GETARG_INT64(0);
 	request_filters(&r, fcinfo, 4);
-	serve_attached(fcinfo, &r, recommend_pinned, 3);
+	serve_attached(fcinfo, &r, recommend_pinned, 3, true, &logical);
+	if (logical.id != 0)
+	{
+		/* a distributed table: the same call, run by Citus on the node of the user's shard */
+		Oid			types[6] = {INT8OID, INT4OID, BOOLOID, REGCLASSOID, INT8ARRAYOID, INT8ARRAYOID};
+		Datum		args[6] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2),
+		ObjectIdGetDatum(logical.relid), PointerGetDatum(r.candidates), PointerGetDatum(r.exclude)};
+		char		nulls[7] = "      ";
+
+		nulls[4] = r.candidates ? ' ' : 'n';
+		nulls[5] = r.exclude ? ' ' : 'n';
+		glintru_citus_forward(psprintf("SELECT item_id, score FROM %s.glintru_recommend($1, $2, $3, $4, $5, $6)",
+									   own_schema(fcinfo)),
+							  6, types, args, nulls, r.rsinfo, "glintru_recommend");
+	}
 	return (Datum) 0;
+}
+
+/* The attachment whose state user i of a batch has. */
+static int32
+batch_att(const Request *r, int i)
+{
+	return r->att_ids ? r->att_ids[i] : r->att_id;
 }
 
 /* Mark the exclude rows in one user's slot of a batch's masks (cleared after its ranking). */
@@ -475,7 +538,7 @@ batch_block(const Request *r, const GlintruModel *m, const Filter *f, int b0, fl
 	/* user vectors of the users with state, packed for one GEMM */
 	for (int j = 0; j < nb_users; j++)
 	{
-		bool		has = user_vector_from_state(m, r->att_id, DatumGetInt64(r->users[b0 + j]),
+		bool		has = user_vector_from_state(m, batch_att(r, b0 + j), DatumGetInt64(r->users[b0 + j]),
 												 U + (size_t) packed * d, scratch,
 												 r->exclude_seen ? exclude + (size_t) packed * n_rows : NULL);
 
@@ -521,7 +584,7 @@ batch_candidates(const Request *r, const GlintruModel *m, const Filter *f)
 	{
 		int			nb;
 
-		if (user_vector_from_state(m, r->att_id, DatumGetInt64(r->users[j]), u, scratch, mask))
+		if (user_vector_from_state(m, batch_att(r, j), DatumGetInt64(r->users[j]), u, scratch, mask))
 		{
 			nb = rank_filtered(m, u, f, mask, kk, best);
 			if (mask)
@@ -562,29 +625,143 @@ recommend_batch_pinned(const GlintruModel *m, void *arg)
 		batch_block(r, m, &f, b0, U, scores, exclude, scratch, best);
 }
 
+/*
+ * Read a batch request whose user_ids, k, exclude_seen, interactions,
+ * candidates and exclude are arguments off … off + 5.
+ */
+static void
+batch_request(FunctionCallInfo fcinfo, Request *r, int off)
+{
+	ArrayType  *arr;
+	bool	   *nulls;
+
+	if (PG_ARGISNULL(off) || PG_ARGISNULL(off + 1) || PG_ARGISNULL(off + 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user_ids, k and exclude_seen must not be null")));
+	arr = PG_GETARG_ARRAYTYPE_P(off);
+	memset(r, 0, sizeof(*r));
+	r->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	r->k = PG_GETARG_INT32(off + 1);
+	r->exclude_seen = PG_GETARG_BOOL(off + 2);
+	check_k(r->k);
+	r->n_users = id_array(arr, "user_ids", NULL, &r->users, &nulls);
+	for (int i = 0; i < r->n_users; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("user_ids must not contain nulls")));
+	request_filters(r, fcinfo, off + 4);
+}
+
+/*
+ * A batch on the coordinator's record of a distributed table: the users
+ * split by the shard that holds them and grouped by that shard's node, one
+ * call routed to each node (glintru.citus_recommend_batch, routed by the
+ * group's first user), which serves its shards' users; the rows come node
+ * by node.  Inside a transaction block, one call per shard instead: Citus
+ * then runs each on the connection that wrote that shard in this
+ * transaction (several may go to one node), so it sees those writes.
+ */
+static void
+batch_distributed(const Request *r, Oid logical_relid)
+{
+	List	   *shards = glintru_citus_shards(logical_relid);
+	int32	   *group_of = palloc(sizeof(int32) * Max(r->n_users, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(r->n_users, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(r->n_users, 1));
+
+	bool		per_shard = IsTransactionBlock();
+
+	for (int i = 0; i < r->n_users; i++)
+	{
+		int			sh = glintru_citus_shard_of(shards, DatumGetInt64(r->users[i]));
+
+		group_of[i] = per_shard ? sh : ((GlintruCitusShard *) list_nth(shards, sh))->group_id;
+	}
+	for (int first = 0; first < r->n_users; first++)
+	{
+		int			n = 0;
+		Oid			types[7] = {INT8OID, INT8ARRAYOID, INT4OID, BOOLOID, REGCLASSOID, INT8ARRAYOID, INT8ARRAYOID};
+		Datum		args[7];
+		char		nulls[8] = "       ";
+
+		if (done[first])
+			continue;
+		for (int i = first; i < r->n_users; i++)
+			if (group_of[i] == group_of[first])
+			{
+				ids[n++] = r->users[i];
+				done[i] = true;
+			}
+		args[0] = ids[0];
+		args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = Int32GetDatum(r->k);
+		args[3] = BoolGetDatum(r->exclude_seen);
+		args[4] = ObjectIdGetDatum(logical_relid);
+		args[5] = PointerGetDatum(r->candidates);
+		args[6] = PointerGetDatum(r->exclude);
+		nulls[5] = r->candidates ? ' ' : 'n';
+		nulls[6] = r->exclude ? ' ' : 'n';
+		glintru_citus_forward("SELECT user_id, item_id, score FROM glintru.citus_recommend_batch($1, $2, $3, $4, $5, $6, $7)",
+							  7, types, args, nulls, r->rsinfo, "glintru_recommend_batch");
+	}
+}
+
 /* SQL glintru_recommend_batch(user_ids, k, exclude_seen, interactions): top-k of many users. */
 PG_FUNCTION_INFO_V1(glintru_recommend_batch);
 Datum
 glintru_recommend_batch(PG_FUNCTION_ARGS)
 {
 	Request		r;
-	ArrayType  *arr;
-	bool	   *nulls;
+	GlintruAttachment logical;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+	batch_request(fcinfo, &r, 0);
+	serve_attached(fcinfo, &r, recommend_batch_pinned, 3, false, &logical);
+	if (logical.id != 0)
+		batch_distributed(&r, logical.relid);
+	return (Datum) 0;
+}
+
+/*
+ * SQL glintru.citus_recommend_batch(route, user_ids, ...): a batch of users
+ * whose shards are on the node Citus routed it to by route (the first of
+ * them); each user is served from the attachment of its shard.
+ */
+PG_FUNCTION_INFO_V1(glintru_citus_recommend_batch);
+Datum
+glintru_citus_recommend_batch(PG_FUNCTION_ARGS)
+{
+	Request		r;
+	GlintruAttachment a;
+	instr_time	start;
+	List	   *shards;
+
+	INSTR_TIME_SET_CURRENT(start);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("user_ids, k and exclude_seen must not be null")));
-	arr = PG_GETARG_ARRAYTYPE_P(0);
-	request_init(&r, fcinfo);
-	r.n_users = id_array(arr, "user_ids", NULL, &r.users, &nulls);
+				 errmsg("route and interactions must not be null")));
+	batch_request(fcinfo, &r, 1);
+	a = glintru_attachment_resolve_user(true, PG_GETARG_OID(4), PG_GETARG_INT64(0));
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
+		glintru_citus_not_routed("glintru_recommend_batch");
+	shards = glintru_attachments_of_logical(a.logical_relid);
+	r.att_ids = palloc(sizeof(int32) * Max(r.n_users, 1));
 	for (int i = 0; i < r.n_users; i++)
-		if (nulls[i])
+	{
+		GlintruAttachment u = glintru_attachment_of_user(shards, a.logical_relid, DatumGetInt64(r.users[i]));
+
+		/* one model for the whole batch: every shard is attached with the same one */
+		if (u.model_id != a.model_id || u.model_version != a.model_version)
 			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("user_ids must not contain nulls")));
-	request_filters(&r, fcinfo, 4);
-	serve_attached(fcinfo, &r, recommend_batch_pinned, 3);
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the shards of table %s on this node have states of different model versions",
+							get_rel_name(a.logical_relid)),
+					 errhint("Run glintru_citus_sync() on the coordinator.")));
+		r.att_ids[i] = u.id;
+	}
+	serve_with(fcinfo, &r, recommend_batch_pinned, a, start);
 	return (Datum) 0;
 }
 
@@ -727,6 +904,7 @@ Datum
 glintru_score(PG_FUNCTION_ARGS)
 {
 	Request		r = {0};
+	GlintruAttachment logical;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -736,7 +914,15 @@ glintru_score(PG_FUNCTION_ARGS)
 	r.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	r.user_id = PG_GETARG_INT64(0);
 	r.items = PG_GETARG_ARRAYTYPE_P(1);
-	serve_attached(fcinfo, &r, score_pinned, 2);
+	serve_attached(fcinfo, &r, score_pinned, 2, true, &logical);
+	if (logical.id != 0)
+	{
+		Oid			types[3] = {INT8OID, INT8ARRAYOID, REGCLASSOID};
+		Datum		args[3] = {PG_GETARG_DATUM(0), PointerGetDatum(r.items), ObjectIdGetDatum(logical.relid)};
+
+		glintru_citus_forward(psprintf("SELECT item_id, score FROM %s.glintru_score($1, $2, $3)", own_schema(fcinfo)),
+							  3, types, args, NULL, r.rsinfo, "glintru_score");
+	}
 	return (Datum) 0;
 }
 

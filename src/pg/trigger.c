@@ -378,8 +378,21 @@ glintru_trigger(PG_FUNCTION_ARGS)
 	 * lock behind an attach or a model replacement.  The RowExclusiveLock
 	 * this statement holds keeps any other from committing until it ends.
 	 */
+	/*
+	 * Never silently: a table whose triggers fire without an attachment
+	 * (triggers copied by hand or by Citus onto a shard, an attachment row
+	 * deleted) would let its users' states go stale unnoticed.  A detach
+	 * drops the triggers under AccessExclusiveLock, so no statement of this
+	 * table can see its triggers without the attachment it committed with.
+	 */
 	if (!glintru_attachment_by_relid_latest(RelationGetRelid(td->tg_relation), &a))
-		return PointerGetDatum(NULL);	/* left behind by a detach in progress */
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s has glintru's trigger but is not attached to a glintru model",
+						RelationGetRelationName(td->tg_relation)),
+				 errdetail("Writes to it would leave its users' states stale."),
+				 errhint("Attach it with glintru_attach(model, table) (on a Citus coordinator, or glintru_citus_sync() "
+						 "after moving shards), or drop the trigger %s.", td->tg_trigger->tgname)));
 	glintru_table_init(td->tg_relation, &a, &t);
 	f.td = td;
 	f.t = &t;

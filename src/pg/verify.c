@@ -2,9 +2,12 @@
  * verify.c — glintru_verify_state(): compares every stored state of an
  * attached table (or one user's) with a from-scratch computation over the
  * table, under the statement's snapshot, and reports the users that differ.
+ * On a Citus coordinator a distributed table is verified shard by shard on
+ * the shards' nodes.
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -14,6 +17,7 @@
 
 #include "cache.h"
 #include "catalog.h"
+#include "citus.h"
 #include "events.h"
 #include "state.h"
 
@@ -123,14 +127,51 @@ verify_pinned(const GlintruModel *m, void *arg)
 			report(v, users[i], "state without interactions");
 }
 
+/* Verify one attachment (one user's state when have_user) into the result of fcinfo. */
+static void
+verify_attachment(FunctionCallInfo fcinfo, GlintruAttachment a, bool have_user, int64 only_user)
+{
+	GlintruTable t;
+	Verify		v;
+
+	glintru_table_open(&a, AccessShareLock, &t);
+	v.att_id = a.id;
+	v.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	v.t = &t;
+	v.have_user = have_user;
+	v.only_user = only_user;
+	glintru_cache_with_pin(glintru_state_model(&a), verify_pinned, &v);
+}
+
+/* A distributed table on the coordinator: every shard (or the user's) verified on its node. */
+static void
+verify_distributed(ReturnSetInfo *rsinfo, Oid logical_relid, bool have_user, int64 only_user)
+{
+	List	   *shards = glintru_citus_shards(logical_relid);
+	int			only_shard = have_user ? glintru_citus_shard_of(shards, only_user) : -1;
+	ListCell   *lc;
+
+	foreach(lc, shards)
+	{
+		Oid			types[3] = {INT8OID, REGCLASSOID, INT8OID};
+		Datum		args[3];
+
+		if (only_shard >= 0 && foreach_current_index(lc) != only_shard)
+			continue;
+		args[0] = Int64GetDatum(have_user ? only_user : glintru_citus_route_value(lfirst(lc)));
+		args[1] = ObjectIdGetDatum(logical_relid);
+		args[2] = Int64GetDatum(only_user);
+		glintru_citus_forward("SELECT user_id, problem FROM glintru.citus_verify_state($1, $2, $3)",
+							  3, types, args, have_user ? NULL : "  n", rsinfo, "glintru_verify_state");
+	}
+}
+
 /* SQL glintru_verify_state(table, user_id): the users whose state is not what the table gives. */
 PG_FUNCTION_INFO_V1(glintru_verify_state);
 Datum
 glintru_verify_state(PG_FUNCTION_ARGS)
 {
 	GlintruAttachment a;
-	GlintruTable t;
-	Verify		v;
 	bool		have_user = !PG_ARGISNULL(1);
 	int64		only_user = have_user ? PG_GETARG_INT64(1) : 0;
 
@@ -140,12 +181,23 @@ glintru_verify_state(PG_FUNCTION_ARGS)
 				 errmsg("interactions must not be null")));
 	a = glintru_attachment_resolve(true, PG_GETARG_OID(0));
 	InitMaterializedSRF(fcinfo, 0);
-	glintru_table_open(&a, AccessShareLock, &t);
-	v.att_id = a.id;
-	v.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	v.t = &t;
-	v.have_user = have_user;
-	v.only_user = only_user;
-	glintru_cache_with_pin(glintru_state_model(&a), verify_pinned, &v);
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
+		verify_distributed((ReturnSetInfo *) fcinfo->resultinfo, a.relid, have_user, only_user);
+	else
+		verify_attachment(fcinfo, a, have_user, only_user);
+	return (Datum) 0;
+}
+
+/* SQL glintru.citus_verify_state(route, table, user_id): glintru_verify_state of the shard of route, on its node. */
+PG_FUNCTION_INFO_V1(glintru_citus_verify_state);
+Datum
+glintru_citus_verify_state(PG_FUNCTION_ARGS)
+{
+	GlintruAttachment a = glintru_attachment_resolve_user(true, PG_GETARG_OID(1), PG_GETARG_INT64(0));
+
+	if (GLINTRU_ATTACHMENT_IS_LOGICAL(&a))
+		glintru_citus_not_routed("glintru_verify_state");
+	InitMaterializedSRF(fcinfo, 0);
+	verify_attachment(fcinfo, a, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
 	return (Datum) 0;
 }

@@ -628,6 +628,14 @@ SELECT count(*) AS states FROM glintru.user_state;
 SELECT * FROM glintru_recommend(1, 5, true, 'events');
 SELECT glintru_detach('events');
 
+-- never silent: glintru's trigger on a table that is not attached (copied by
+-- hand, or by Citus onto a shard) refuses the write instead of ignoring it
+CREATE TRIGGER glintru_insert AFTER INSERT ON events REFERENCING NEW TABLE AS glintru_new
+    FOR EACH STATEMENT EXECUTE FUNCTION glintru_trigger();
+INSERT INTO events VALUES (1, 106, pg_temp.t(20001), 'no attachment');
+SELECT count(*) AS rows_kept FROM events WHERE note = 'no attachment';
+DROP TRIGGER glintru_insert ON events;
+
 -- ---- clean up ----
 SELECT glintru_drop_model('live_m');
 SELECT glintru_drop_model('live_m2');

@@ -18,8 +18,12 @@
 # including in a standby session that was open (and had served the old
 # version) across the replacement.  Serving never writes: every comparison
 # runs in READ ONLY transactions on both servers, and the standby never
-# assigns a transaction id.  Finally detach and drop replicate: the standby
-# then lists nothing and refuses to recommend with a clear error.
+# assigns a transaction id.  Failover: a second standby, cloned once both
+# tables are attached, is promoted with pg_promote() and written (single-row,
+# multi-row, COPY, out of order, UPDATE, DELETE, a deferred table): its
+# glintru_verify_state finds nothing, before and after glintru_refresh.
+# Finally detach and drop replicate: the standby then lists nothing and
+# refuses to recommend with a clear error.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -41,7 +45,10 @@ sub nlines { my ($s) = @_; return scalar(my @l = split /\n/, $s, -1); }
 my $so_guard = so_guard_start();
 
 note '== primary and hot standby';
-my $primary = glintru_node('primary', "shared_buffers = 128MB\nmax_connections = 20", allows_streaming => 1);
+# wal_keep_size: the second base backup below (its checkpoint) must not remove
+# WAL the first standby has yet to stream
+my $primary = glintru_node('primary', "shared_buffers = 128MB\nmax_connections = 20\nwal_keep_size = 256MB",
+	allows_streaming => 1);
 $primary->backup('clone');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'clone', has_streaming => 1);
@@ -320,6 +327,41 @@ my $e = sq($standby, "BEGIN TRANSACTION READ ONLY;\n" . recs_of('events') . "\nC
 my $d = sq($standby, "BEGIN TRANSACTION READ ONLY;\n" . recs_of('events_d') . "\nCOMMIT;");
 ok($e ne '' && $e eq $d, 'standby: deferred states serve exactly what eager ones do (' . nlines($d) . ' result lines)')
   or diag('standby: deferred and eager recommendations differ');
+note '== failover: a second standby promoted with pg_promote(), then written';
+# cloned now (both tables attached, states built), fed by streaming, promoted:
+# the promoted server's own writes must keep every state exact
+ok(wait_replay(), 'first standby caught up before the second base backup');
+$primary->backup('clone2');
+my $standby2 = PostgreSQL::Test::Cluster->new('standby2');
+$standby2->init_from_backup($primary, 'clone2', has_streaming => 1);
+$standby2->start;
+($out, $rc, $err) = sq($primary,
+	"INSERT INTO events (user_id, item_id) SELECT 1 + (i % 20), 103 + 3 * ((i * 11) % 30) FROM generate_series(1, 40) i;
+INSERT INTO events_d (seq, user_id, item_id) SELECT 200000 + i, 1 + (i % 20), 103 + 3 * ((i * 11) % 30) FROM generate_series(1, 40) i;");
+is($rc, 0, 'writes on the primary streamed to the second standby') or diag($err);
+ok(eval { $primary->wait_for_catchup($standby2, 'replay'); 1 }, 'second standby replayed the primary') or diag($@);
+my $promoted = sq($standby2, 'SELECT pg_promote(wait => true)');
+is($promoted . sq($standby2, 'SELECT pg_is_in_recovery()'), 'tf', 'pg_promote(): the second standby is a primary now');
+($out, $rc, $err) = sq($standby2, <<'SQL');
+INSERT INTO events (user_id, item_id) VALUES (3, 142);
+INSERT INTO events (user_id, item_id) SELECT 1 + (i % 23), 103 + 3 * ((i * 19) % 30) FROM generate_series(1, 60) i;
+COPY events (user_id, item_id) FROM STDIN;
+4	118
+21	133
+\.
+INSERT INTO events (seq, user_id, item_id) VALUES (1, 6, 160);
+UPDATE events SET item_id = 190 WHERE user_id = 7 AND seq = (SELECT max(seq) FROM events WHERE user_id = 7);
+DELETE FROM events WHERE user_id = 8 AND seq = (SELECT min(seq) FROM events WHERE user_id = 8);
+INSERT INTO events_d (seq, user_id, item_id) SELECT 300000 + i, 1 + (i % 23), 103 + 3 * ((i * 19) % 30) FROM generate_series(1, 60) i;
+SQL
+is($rc, 0, 'promoted node: single-row, multi-row, COPY, out-of-order, UPDATE, DELETE, deferred writes') or diag($err);
+my $pv = sq($standby2, "SELECT (SELECT count(*) FROM glintru_verify_state('events')) || ' ' || (SELECT count(*) FROM glintru_verify_state('events_d'))");
+is($pv, '0 0', 'promoted node: glintru_verify_state finds nothing on either table');
+my $pr;
+($pr, $rc, $err) = sq($standby2, "SELECT glintru_refresh('events_d') > 0, (SELECT count(*) FROM glintru_verify_state('events_d')), (SELECT count(*) FROM glintru_recommend(21, 5, true, 'events_d'))");
+is($pr, 't|0|5', 'promoted node: glintru_refresh of the deferred table, still exact, serving') or diag($err);
+$standby2->stop;
+
 ($out, $rc, $err) = sq($primary, "SELECT glintru_detach('events_d')");
 is($rc, 0, 'detach events_d') or diag($err);
 
