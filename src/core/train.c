@@ -139,7 +139,7 @@ glintru_net_init(GlintruNet *net, uint64_t seed)
 }
 
 /* One AdamW step over n parameters (PyTorch's formulas; see train.h). */
-void
+GLINTRU_VEC void
 glintru_adam_step(GlintruReal *param, const GlintruReal *grad, GlintruReal *m, GlintruReal *v,
 				  uint64_t n, double lr, double beta1, double beta2, double eps, int64_t t,
 				  double weight_decay, double gscale)
@@ -166,7 +166,7 @@ glintru_adam_step(GlintruReal *param, const GlintruReal *grad, GlintruReal *m, G
 }
 
 /* The L2 norm of a gradient block (double sums, index order: reproducible). */
-double
+GLINTRU_VEC double
 glintru_grad_norm(const GlintruReal *g, uint64_t n)
 {
 	double		lane[8] = {0};

@@ -72,6 +72,13 @@ typedef struct GlintruWork GlintruWork;
 GlintruWork *glintru_work_new(void);
 void		glintru_work_free(GlintruWork *w);
 
+/*
+ * Whether the engine's 8-lane loops run (true, the default) or their
+ * plain-C twins; both give the same bits, which tests check.  Returns the
+ * previous setting.  In the float64 build only the twins exist.
+ */
+bool		glintru_train_use_simd(bool on);
+
 /* Allocate a net with zeroed parameters; NULL on allocation failure. */
 GlintruNet *glintru_net_new(int64_t n_rows, int32_t d, int32_t n_heads,
 							int32_t max_seq_len, double ln_eps);
