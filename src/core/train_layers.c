@@ -535,7 +535,7 @@ glintru_gru_unit_bwd(const GlintruNet *net, GlintruUnit *u, int n, bool add_dh, 
 }
 
 /* The attention state of every head: S_h += (a_h · scale) b_hᵀ (dh×dh per head). */
-static void
+static inline __attribute__((always_inline)) void
 attention_state_add(R *S, const R *a, R scale, const R *b, int H, int dh)
 {
 	for (int h = 0; h < H; h++)
@@ -550,7 +550,7 @@ attention_state_add(R *S, const R *a, R scale, const R *b, int H, int dh)
 }
 
 /* The state after position p of chunk c: S += k̂_p v_pᵀ. */
-static void
+static inline __attribute__((always_inline)) void
 attention_state_step(const GlintruNet *net, const GlintruRows *rw, int c, int p,
 					 const R *kh, const R *v, R *S)
 {
@@ -576,7 +576,7 @@ typedef struct AttRow
 } AttRow;
 
 /* Forward at a head row (q̂ = q, npad padding slots): its ctx from the state S. */
-static void
+static inline __attribute__((always_inline)) void
 attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *out, const R *S)
 {
 	const R    *kpad = a->kpad,
@@ -587,21 +587,28 @@ attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *o
 		const R    *Sh = S + (size_t) h * dh * dh;
 		R			qk = 0;
 
+		R		   *o = out + h * dh;
+
 		for (int i = 0; i < dh; i++)
 			qk += q[h * dh + i] * kpad[h * dh + i];
+		/* i outside, j inside: each o[j] sums in the same order, and the j loop vectorises */
 		for (int j = 0; j < dh; j++)
+			o[j] = npad * qk * vpad[h * dh + j];
+		for (int i = 0; i < dh; i++)
 		{
-			R			acc = npad * qk * vpad[h * dh + j];
+			R			qi = q[h * dh + i];
+			const R    *Si = Sh + (size_t) i * dh;
 
-			for (int i = 0; i < dh; i++)
-				acc += q[h * dh + i] * Sh[(size_t) i * dh + j];
-			out[h * dh + j] = acc * sc;
+			for (int j = 0; j < dh; j++)
+				o[j] += qi * Si[j];
 		}
+		for (int j = 0; j < dh; j++)
+			o[j] *= sc;
 	}
 }
 
 /* Backward at a head row from its dctx g: dq (overwritten), dkpad, dvpad (accumulated). */
-static void
+static inline __attribute__((always_inline)) void
 attention_row_bwd_q(int H, int dh, R sc, R npad, const AttRow *a, const R *q, const R *g,
 					R *dqr, const R *S)
 {
@@ -716,14 +723,14 @@ attention_bwd_kv(const GlintruNet *net, const GlintruRows *rw, int c, const R *k
 					acc += Sh[(size_t) i * dh + j] * vt[h * dh + j];
 				dk[tr * d + h * dh + i] = acc;
 			}
-			for (int j = 0; j < dh; j++)
-			{
-				R			acc = 0;
+			R		   *dvt = dv + tr * d + h * dh;
 
-				for (int i = 0; i < dh; i++)
-					acc += Sh[(size_t) i * dh + j] * kt[h * dh + i];
-				dv[tr * d + h * dh + j] = acc;
-			}
+			/* i outside: the same sums per j, vectorised over j */
+			for (int j = 0; j < dh; j++)
+				dvt[j] = 0;
+			for (int i = 0; i < dh; i++)
+				for (int j = 0; j < dh; j++)
+					dvt[j] += Sh[(size_t) i * dh + j] * kt[h * dh + i];
 		}
 	}
 }
