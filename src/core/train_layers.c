@@ -264,7 +264,12 @@ glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
 				yi[j] = xi[j] > 0 ? xi[j] : REXP(xi[j]) - 1;
 			for (j = 0; j < dh; j++)
 				s += (double) yi[j] * yi[j];
-			R			iv = (R) (1.0 / sqrt(s));
+			/*
+			 * A zero vector (dropout took a whole input row while the biases are
+			 * still zero, likely at small d) stays zero, with zero gradient,
+			 * instead of 0/0 = NaN poisoning the attention sums.
+			 */
+			R			iv = s > 0 ? (R) (1.0 / sqrt(s)) : 0;
 
 			inv[(size_t) i * H + h] = iv;
 			for (int j = 0; j < dh; j++)
