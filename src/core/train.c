@@ -1,6 +1,6 @@
 /*
  * train.c — the training engine's nets and loop: allocation and the
- * published initialisation, Adam, the training windows of a history,
+ * published initialisation, AdamW, the training windows of a history,
  * conversion to and from models, scoring, the training options (defaults
  * and the one check SQL and the CLI share), the warm start from a model
  * and the epoch loop with validation and early stopping.  The layers are

@@ -2,7 +2,8 @@
  * train.h — the GLINT-RU training engine (numeric core, no PostgreSQL
  * headers): forward and backward of every layer over all prefixes of a
  * sequence window at once (SPEC §1 "All prefixes of a sequence at once"),
- * cross-entropy over all item rows, Adam, and the epoch loop with
+ * cross-entropy over all item rows, AdamW with gradient clipping, the
+ * dropout defaults chosen from the data, and the epoch loop with
  * validation NDCG@10 and early stopping.
  *
  * Parameters, gradients and Adam moments are three blocks laid out by the
