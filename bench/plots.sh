@@ -16,6 +16,9 @@
 #   --train      glintru-train's stderr (its 'epoch' lines) → DIR/train-ndcg.png (validation
 #                NDCG@10 and loss per epoch); TRAIN_LABEL names the run in the title
 #                (default: the data line of the log)
+#   --quality    the two training logs of bench/train_ml1m.sh, ML-1M and Amazon Beauty
+#                (--quality ML1M.log BEAUTY.log) → DIR/train-quality.png (validation NDCG@10
+#                per epoch of both, the best epoch marked: the model early stopping keeps)
 # --run trains on ML-100k (GLINTRU_SHARED/data/ml-100k, TRAIN_EPOCHS epochs, default 15,
 # with the glintru-train of build/ or of pg_config's bindir).  Default DIR: docs.
 # Needs gnuplot (Debian: apt-get install gnuplot-nox).
@@ -24,19 +27,20 @@ HERE=$(pwd)
 cd "$(dirname "$0")/.."
 SHARED=${GLINTRU_SHARED:-$(pwd)/../shared}
 abs() { case $1 in /*) echo "$1" ;; *) echo "$HERE/$1" ;; esac; }  # paths given are the caller's
-REC="" LIVE="" TRAIN="" OUT=docs RUN=0
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+REC="" LIVE="" TRAIN="" QML="" QBEAUTY="" OUT=docs RUN=0
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --recommend) REC=$(abs "${2:?}"); shift 2 ;;
     --live) LIVE=$(abs "${2:?}"); shift 2 ;;
     --train) TRAIN=$(abs "${2:?}"); shift 2 ;;
+    --quality) QML=$(abs "${2:?}"); QBEAUTY=$(abs "${3:?}"); shift 3 ;;
     --out) OUT=$(abs "${2:?}"); shift 2 ;;
     --run) RUN=1; shift ;;
     *) usage ;;
   esac
 done
-[ "$RUN" = 1 ] || [ -n "$REC$LIVE$TRAIN" ] || usage
+[ "$RUN" = 1 ] || [ -n "$REC$LIVE$TRAIN$QML" ] || usage
 command -v gnuplot >/dev/null || { echo "no gnuplot: apt-get install -y gnuplot-nox" >&2; exit 1; }
 mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/glintru-plots.XXXXXX)
@@ -158,4 +162,26 @@ set xtics $(( ne <= 20 ? 1 : (ne + 9) / 10 ))
 plot '$TMP/train.dat' u 1:3 w lp lw 2 pt 7 lc rgb '#1f77b4' t "validation NDCG@10 (left)", \
      '' u 1:2 axes x1y2 w lp lw 2 pt 4 dt 2 lc rgb '#ff7f0e' t "training loss (right)"
 EOF
+fi
+
+if [ -n "$QML" ]; then
+  # epoch  e/E  loss X  val NDCG@10 Y …, per dataset; the best epoch's point marked
+  qm=$TMP/quality-ml1m.dat qb=$TMP/quality-beauty.dat
+  awk '$1 == "epoch" { split($2, e, "/"); print e[1], $7 }' "$QML" >"$qm"
+  awk '$1 == "epoch" { split($2, e, "/"); print e[1], $7 }' "$QBEAUTY" >"$qb"
+  [ -s "$qm" ] && [ -s "$qb" ] || { echo "--quality: no 'epoch' lines (not glintru-train output?)" >&2; exit 1; }
+  best() { sort -k2,2g "$1" | tail -1; }  # epoch and value of the best validation NDCG@10
+  read -r bm vm < <(best "$qm"); read -r bb vb < <(best "$qb")
+  # the settings line of each log, without the density note
+  setting() { grep -m1 '^training:' "$1" | sed 's/^training: //; s/ (from the data)//; s/ ([0-9.]* training interactions per item)//'; }
+  plot "$OUT/train-quality.png" <<GP
+set title "glintru-train, d 64, 4 heads, early stopping (patience 10): validation NDCG@10 (full ranking) per epoch\nML-1M (L 200): $(setting "$QML")\nAmazon Beauty (L 50): $(setting "$QBEAUTY")"
+set xlabel "epoch"; set ylabel "validation NDCG@10"; set key bottom right box opaque; set yrange [0:*]; set tmargin 5
+plot '$qm' u 1:2 w lp lw 2 pt 7 ps 0.6 lc rgb '#1f77b4' t "ML-1M", \\
+     '$qb' u 1:2 w lp lw 2 pt 5 ps 0.6 lc rgb '#d62728' t "Amazon Beauty", \\
+     '-' u 1:2 w p pt 6 ps 2.5 lw 2 lc rgb '#000000' t "best epoch: the model kept"
+$bm $vm
+$bb $vb
+e
+GP
 fi

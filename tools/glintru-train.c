@@ -29,9 +29,13 @@ usage(FILE *f)
 			"  --max-seq-len N      window length L (default 200)\n"
 			"  --epochs N           maximum epochs (default 200)\n"
 			"  --batch-size N       sequence windows per Adam step (default 32)\n"
-			"  --lr X               Adam learning rate (default 0.001)\n"
-			"  --dropout X          embedding and attention-output dropout (default 0.2)\n"
-			"  --inner-dropout X    gate, mix and MLP dropout (default 0.3)\n"
+			"  --lr X               AdamW learning rate (default 0.001)\n"
+			"  --weight-decay X     AdamW decoupled weight decay of the weights (default 0.01)\n"
+			"  --clip-norm X        clip the batch gradient's L2 norm to X (default 1, 0 = off)\n"
+			"  --dropout X          embedding and attention-output dropout (default: from the\n"
+			"                       data, 0.5 at <= 20 training interactions per item, 0.2 at\n"
+			"                       >= 200, log-linear between)\n"
+			"  --inner-dropout X    gate, mix and MLP dropout (default: --dropout + 0.1)\n"
 			"  --patience N         early stopping patience in epochs (default 10, 0 = off)\n"
 			"  --seed N             random seed (default 42)\n"
 			"  --min-item-count N   drop items with fewer interactions (default 0 = keep all;\n"
@@ -197,8 +201,14 @@ main(int argc, char **argv)
 		NUM("--epochs", 1, GLINTRU_TRAIN_MAX_EPOCHS, o.epochs)
 		NUM("--batch-size", 1, GLINTRU_TRAIN_MAX_BATCH, o.batch_size)
 		NUM("--lr", -HUGE_VAL, HUGE_VAL, o.lr)
-		NUM("--dropout", -HUGE_VAL, HUGE_VAL, o.p_emb)
-		NUM("--inner-dropout", -HUGE_VAL, HUGE_VAL, o.p_inner)
+		NUM("--weight-decay", -HUGE_VAL, HUGE_VAL, o.weight_decay)
+		NUM("--clip-norm", -HUGE_VAL, HUGE_VAL, o.clip_norm)
+		/* dropouts are marked given: the others come from the data (glintru_train_resolve) */
+#define DROP(flag, dst, bit) \
+		else if (strcmp(a, flag) == 0) { if (!num_arg(flag, v, -HUGE_VAL, HUGE_VAL, &x)) return 2; dst = x; o.dropout_set |= bit; }
+		DROP("--dropout", o.p_emb, GLINTRU_DROPOUT_SET)
+		DROP("--inner-dropout", o.p_inner, GLINTRU_INNER_DROPOUT_SET)
+#undef DROP
 		NUM("--patience", 0, GLINTRU_TRAIN_MAX_PATIENCE, o.patience)
 		NUM("--seed", 0, 1.8e19, o.seed)
 		NUM("--min-item-count", 0, 1e12, min_count)
@@ -250,6 +260,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "data: %lld interactions (%lld dropped by --min-item-count %.0f), %lld users (%lld with < 3 dropped), %lld items\n",
 				(long long) n_all, (long long) dropped, min_count, (long long) split.n_users,
 				(long long) split.n_dropped_users, (long long) split.n_rows - 1);
+	glintru_train_resolve(&o, &split);
+	if (!o.quiet)
+		fprintf(stderr, "training: dropout %.2f, inner dropout %.2f%s (%.1f training interactions per item), "
+				"AdamW lr %g weight decay %g, clip norm %g\n", o.p_emb, o.p_inner,
+				o.dropout_set == (GLINTRU_DROPOUT_SET | GLINTRU_INNER_DROPOUT_SET) ? "" : " (from the data)",
+				glintru_split_density(&split), o.lr, o.weight_decay, o.clip_norm);
 	if (from && !o.quiet)
 		fprintf(stderr, "init from %s: %lld items it knows, %lld new\n", init_from,
 				(long long) from->config.n_rows - 1, (long long) (split.n_rows - from->config.n_rows));

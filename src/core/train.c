@@ -1,6 +1,6 @@
 /*
  * train.c — the training engine's nets and loop: allocation and the
- * published initialisation, Adam, the training windows of a history,
+ * published initialisation, AdamW, the training windows of a history,
  * conversion to and from models, scoring, the training options (defaults
  * and the one check SQL and the CLI share), the warm start from a model
  * and the epoch loop with validation and early stopping.  The layers are
@@ -138,10 +138,11 @@ glintru_net_init(GlintruNet *net, uint64_t seed)
 	}
 }
 
-/* One Adam step over n parameters (PyTorch's formula and defaults besides lr). */
-void
+/* One AdamW step over n parameters (PyTorch's formulas; see train.h). */
+GLINTRU_VEC void
 glintru_adam_step(GlintruReal *param, const GlintruReal *grad, GlintruReal *m, GlintruReal *v,
-				  uint64_t n, double lr, double beta1, double beta2, double eps, int64_t t)
+				  uint64_t n, double lr, double beta1, double beta2, double eps, int64_t t,
+				  double weight_decay, double gscale)
 {
 	double		bc1 = 1 - pow(beta1, (double) t),
 				bc2 = 1 - pow(beta2, (double) t);
@@ -149,17 +150,38 @@ glintru_adam_step(GlintruReal *param, const GlintruReal *grad, GlintruReal *m, G
 	R			rb2 = (R) (1.0 / sqrt(bc2));
 	R			b1 = (R) beta1,
 				b2 = (R) beta2,
-				e = (R) eps;
+				e = (R) eps,
+				keep = (R) (1 - lr * weight_decay),
+				gs = (R) gscale;
 
-	/* PyTorch's formula: p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
+	/* PyTorch's AdamW: p *= 1 - lr·wd; p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
 	for (uint64_t i = 0; i < n; i++)
 	{
-		R			g = grad[i];
+		R			g = grad[i] * gs;
 
 		m[i] = b1 * m[i] + (1 - b1) * g;
 		v[i] = b2 * v[i] + (1 - b2) * g * g;
-		param[i] -= step * m[i] / (RSQRTF(v[i]) * rb2 + e);
+		param[i] = param[i] * keep - step * m[i] / (RSQRTF(v[i]) * rb2 + e);
 	}
+}
+
+/* The L2 norm of a gradient block (double sums, index order: reproducible). */
+GLINTRU_VEC double
+glintru_grad_norm(const GlintruReal *g, uint64_t n)
+{
+	double		lane[8] = {0};
+	uint64_t	n8 = n & ~(uint64_t) 7;
+	double		s = 0;
+
+	/* eight lanes in a fixed order: the loop vectorises and the sum stays deterministic */
+	for (uint64_t i = 0; i < n8; i += 8)
+		for (int k = 0; k < 8; k++)
+			lane[k] += (double) g[i + k] * g[i + k];
+	for (uint64_t i = n8; i < n; i++)
+		s += (double) g[i] * g[i];
+	for (int k = 0; k < 8; k++)
+		s += lane[k];
+	return sqrt(s);
 }
 
 /* The training windows of one history (SPEC §4; see train.h). */
@@ -300,7 +322,7 @@ glintru_net_from_model(const GlintruModel *m)
 /* options                                                              */
 /* ------------------------------------------------------------------ */
 
-/* The published hyper-parameters; 2 workers. */
+/* The published architecture, AdamW with clipping, dropouts from the data; 2 workers. */
 void
 glintru_train_defaults(GlintruTrainOptions *o)
 {
@@ -312,9 +334,12 @@ glintru_train_defaults(GlintruTrainOptions *o)
 	o->epochs = 200;
 	o->batch_size = 32;
 	o->lr = 1e-3;
-	o->p_emb = 0.2;
-	o->p_att = 0.2;
-	o->p_inner = 0.3;
+	o->weight_decay = 1e-2;
+	o->clip_norm = 1.0;
+	/* published values; unless given, glintru_train_resolve sets them from the data */
+	o->p_emb = GLINTRU_DENSE_DROPOUT;
+	o->p_att = GLINTRU_DENSE_DROPOUT;
+	o->p_inner = GLINTRU_DENSE_DROPOUT + GLINTRU_INNER_DROPOUT_EXTRA;
 	o->patience = 10;
 	o->seed = 42;
 	o->n_threads = 2;
@@ -384,6 +409,16 @@ glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errl
 		snprintf(err, errlen, "option \"lr\" must be between 0 and 1");
 		return false;
 	}
+	if (!(o->weight_decay >= 0 && o->weight_decay <= GLINTRU_TRAIN_MAX_WEIGHT_DECAY))
+	{
+		snprintf(err, errlen, "option \"weight_decay\" must be from 0 to %g", GLINTRU_TRAIN_MAX_WEIGHT_DECAY);
+		return false;
+	}
+	if (!(o->clip_norm >= 0 && o->clip_norm <= GLINTRU_TRAIN_MAX_CLIP_NORM))
+	{
+		snprintf(err, errlen, "option \"clip_norm\" must be from 0 (off) to %g", GLINTRU_TRAIN_MAX_CLIP_NORM);
+		return false;
+	}
 	if (!dropout_ok("dropout", o->p_emb, err, errlen) ||
 		!dropout_ok("dropout", o->p_att, err, errlen) ||
 		!dropout_ok("inner_dropout", o->p_inner, err, errlen))
@@ -394,6 +429,42 @@ glintru_train_options_check(const GlintruTrainOptions *o, char *err, size_t errl
 		return false;
 	}
 	return init_from_ok(o, err, errlen);
+}
+
+/* Training interactions per item (see train.h). */
+double
+glintru_split_density(const GlintruSplit *split)
+{
+	int64_t		n = 0;
+
+	for (int64_t u = 0; u < split->n_users; u++)
+		n += glintru_split_len(split, u) - 2;
+	return split->n_rows > 1 ? (double) n / (double) (split->n_rows - 1) : 0;
+}
+
+/* 0.5 at ≤ 20 interactions per item, 0.2 at ≥ 200, linear in log density between. */
+double
+glintru_dropout_for_density(double density)
+{
+	double		f;
+
+	if (!(density > GLINTRU_SPARSE_DENSITY))
+		return GLINTRU_SPARSE_DROPOUT;
+	if (density >= GLINTRU_DENSE_DENSITY)
+		return GLINTRU_DENSE_DROPOUT;
+	f = log(density / GLINTRU_SPARSE_DENSITY) / log(GLINTRU_DENSE_DENSITY / GLINTRU_SPARSE_DENSITY);
+	/* two decimals: a default a user can read back and pass again */
+	return round(100 * (GLINTRU_SPARSE_DROPOUT + f * (GLINTRU_DENSE_DROPOUT - GLINTRU_SPARSE_DROPOUT))) / 100;
+}
+
+/* The dropouts not given, from the split's density (see train.h). */
+void
+glintru_train_resolve(GlintruTrainOptions *o, const GlintruSplit *split)
+{
+	if (!(o->dropout_set & GLINTRU_DROPOUT_SET))
+		o->p_emb = o->p_att = glintru_dropout_for_density(glintru_split_density(split));
+	if (!(o->dropout_set & GLINTRU_INNER_DROPOUT_SET))
+		o->p_inner = fmin(0.9, o->p_emb + GLINTRU_INNER_DROPOUT_EXTRA);
 }
 
 /* init_from's architecture fills what the user did not name (see train.h). */
@@ -607,8 +678,27 @@ train_batch(TrainRun *T, int64_t b0, int nb, int epoch, double *loss_sum, char *
 				T->pool.grads[0][i] += T->pool.grads[t][i];
 	}
 	T->adam_t++;
-	glintru_adam_step(T->net->params, T->pool.grads[0], T->mom, T->vel, T->np, opt->lr,
-					  0.9, 0.999, 1e-8, T->adam_t);
+	{
+		double		gscale = 1;
+
+		/* clip the batch gradient's L2 norm (torch.nn.utils.clip_grad_norm_) */
+		if (opt->clip_norm > 0)
+		{
+			double		norm = glintru_grad_norm(T->pool.grads[0], T->np);
+
+			if (norm > opt->clip_norm)
+				gscale = opt->clip_norm / (norm + 1e-6);
+		}
+		/* decoupled weight decay on weights (ndim ≥ 2: embedding, linear, GRU, conv), not on biases, LN, mix */
+		for (int t = 0; t < GT_COUNT; t++)
+		{
+			const GlintruTensorSlot *sl = &T->net->layout.slot[t];
+
+			glintru_adam_step(T->net->params + sl->offset, T->pool.grads[0] + sl->offset,
+							  T->mom + sl->offset, T->vel + sl->offset, sl->numel, opt->lr,
+							  0.9, 0.999, 1e-8, T->adam_t, sl->ndim >= 2 ? opt->weight_decay : 0, gscale);
+		}
+	}
 	return true;
 }
 
@@ -705,9 +795,12 @@ GlintruNet *
 glintru_train(const GlintruSplit *split, const GlintruTrainOptions *opt,
 			  GlintruProgressFn progress, void *progress_arg, char *err, size_t errlen)
 {
-	TrainRun	T = {.split = split, .opt = opt, .best_ndcg = -1, .t_start = now_seconds()};
+	GlintruTrainOptions ro = *opt;
+	TrainRun	T = {.split = split, .opt = &ro, .best_ndcg = -1, .t_start = now_seconds()};
 	bool		ok = false;
 
+	glintru_train_resolve(&ro, split);
+	opt = &ro;
 	if (!glintru_train_options_check(opt, err, errlen))
 		return NULL;
 	T.nt = opt->n_threads;

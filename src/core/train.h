@@ -2,7 +2,8 @@
  * train.h — the GLINT-RU training engine (numeric core, no PostgreSQL
  * headers): forward and backward of every layer over all prefixes of a
  * sequence window at once (SPEC §1 "All prefixes of a sequence at once"),
- * cross-entropy over all item rows, Adam, and the epoch loop with
+ * cross-entropy over all item rows, AdamW with gradient clipping, the
+ * dropout defaults chosen from the data, and the epoch loop with
  * validation NDCG@10 and early stopping.
  *
  * Parameters, gradients and Adam moments are three blocks laid out by the
@@ -72,6 +73,13 @@ typedef struct GlintruWork GlintruWork;
 GlintruWork *glintru_work_new(void);
 void		glintru_work_free(GlintruWork *w);
 
+/*
+ * Whether the engine's 8-lane loops run (true, the default) or their
+ * plain-C twins; both give the same bits, which tests check.  Returns the
+ * previous setting.  In the float64 build only the twins exist.
+ */
+bool		glintru_train_use_simd(bool on);
+
 /* Allocate a net with zeroed parameters; NULL on allocation failure. */
 GlintruNet *glintru_net_new(int64_t n_rows, int32_t d, int32_t n_heads,
 							int32_t max_seq_len, double ln_eps);
@@ -104,10 +112,18 @@ bool		glintru_net_head_vectors(const GlintruNet *net, const GlintruChunk *chunks
 									 int n_chunks, const GlintruDropout *drop,
 									 GlintruReal *out, GlintruWork *w);
 
-/* Adam (PyTorch defaults besides lr), step t counts from 1. */
+/*
+ * AdamW (PyTorch's torch.optim.AdamW besides lr and weight_decay), step t
+ * counts from 1: param *= 1 - lr·weight_decay, then the Adam step; gscale
+ * multiplies the gradient first (gradient clipping).  weight_decay 0 is Adam.
+ */
 void		glintru_adam_step(GlintruReal *param, const GlintruReal *grad,
 							  GlintruReal *m, GlintruReal *v, uint64_t n,
-							  double lr, double beta1, double beta2, double eps, int64_t t);
+							  double lr, double beta1, double beta2, double eps, int64_t t,
+							  double weight_decay, double gscale);
+
+/* The L2 norm of n gradient entries (summed in double, in index order). */
+double		glintru_grad_norm(const GlintruReal *g, uint64_t n);
 
 /*
  * The training samples of one history (rows, oldest first) as windows:
@@ -135,6 +151,24 @@ int			glintru_history_chunks(const int32_t *hist, int32_t n, int32_t max_seq_len
 #define GLINTRU_TRAIN_MAX_PATIENCE 100000
 /* worker processes of training and evaluation (each one a full OpenBLAS state) */
 #define GLINTRU_TRAIN_MAX_WORKERS 16
+/* AdamW's decoupled weight decay: per step a weight shrinks by lr * weight_decay */
+#define GLINTRU_TRAIN_MAX_WEIGHT_DECAY 1.0
+/* gradient-norm clipping threshold (0 = off); above this it clips nothing */
+#define GLINTRU_TRAIN_MAX_CLIP_NORM 1e6
+
+/*
+ * Defaults chosen from the data when the user names no dropout (see
+ * glintru_train_resolve): the embedding/attention dropout falls from 0.5 on
+ * sparse data (at most GLINTRU_SPARSE_DENSITY training interactions per
+ * item) to the published 0.2 on dense data (at least GLINTRU_DENSE_DENSITY),
+ * linearly in log density; the gate/mix/MLP dropout is 0.1 above it, as the
+ * published pair 0.2 / 0.3.
+ */
+#define GLINTRU_SPARSE_DENSITY 20.0
+#define GLINTRU_DENSE_DENSITY 200.0
+#define GLINTRU_SPARSE_DROPOUT 0.5
+#define GLINTRU_DENSE_DROPOUT 0.2
+#define GLINTRU_INNER_DROPOUT_EXTRA 0.1
 
 /* Architecture options given explicitly (GlintruTrainOptions.arch_set bits). */
 #define GLINTRU_ARCH_D 1u
@@ -189,6 +223,10 @@ GlintruAreaWorker *glintru_area_worker_new(void *area, int part);
 bool		glintru_area_worker_run(GlintruAreaWorker *w, bool (*should_stop) (void *arg), void *arg);
 void		glintru_area_worker_free(GlintruAreaWorker *w);
 
+/* Dropouts given explicitly (GlintruTrainOptions.dropout_set bits); others come from the data. */
+#define GLINTRU_DROPOUT_SET 1u		/* p_emb and p_att */
+#define GLINTRU_INNER_DROPOUT_SET 2u	/* p_inner */
+
 /* Options of the training loop. */
 typedef struct GlintruTrainOptions
 {
@@ -199,9 +237,12 @@ typedef struct GlintruTrainOptions
 	int			epochs;
 	int			batch_size;		/* chunks (sequence windows) per Adam step */
 	double		lr;
+	double		weight_decay;	/* AdamW, decoupled: weights (not biases, LN) *= 1 - lr·wd */
+	double		clip_norm;		/* the batch gradient's L2 norm is clipped to this; 0: off */
 	double		p_emb;
 	double		p_att;
 	double		p_inner;
+	uint32_t	dropout_set;	/* GLINTRU_*DROPOUT_SET given by the user */
 	int			patience;
 	uint64_t	seed;
 	/*
@@ -229,7 +270,8 @@ void		glintru_train_defaults(GlintruTrainOptions *o);
 
 /*
  * The one check of training options, after parsing: every limit above,
- * lr in (0, 1), dropouts in [0, 1), d even and divisible by n_heads.  On
+ * lr in (0, 1), weight_decay in [0, 1], clip_norm in [0, 1e6], dropouts in
+ * [0, 1), d even and divisible by n_heads.  On
  * failure false with a message naming the option as SQL spells it (e.g.
  * option "epochs" must be an integer from 1 to 100000).
  */
@@ -253,6 +295,22 @@ void		glintru_train_options_inherit(GlintruTrainOptions *o);
  */
 int64_t		glintru_net_warm_start(GlintruNet *net, const int64_t *vocab, const GlintruModel *m,
 								   char *err, size_t errlen);
+
+/*
+ * Training interactions per item of a split (its histories less the
+ * validation and test items, over the N items): the density the dropout
+ * defaults follow.
+ */
+double		glintru_split_density(const GlintruSplit *split);
+
+/* The embedding/attention dropout the data's density calls for (see GLINTRU_SPARSE_DENSITY). */
+double		glintru_dropout_for_density(double density);
+
+/*
+ * Fill the dropouts the user did not give (dropout_set) from the split's
+ * density; glintru_train calls it, callers may too (to report them).
+ */
+void		glintru_train_resolve(GlintruTrainOptions *o, const GlintruSplit *split);
 
 /* What the loop reports after each epoch. */
 typedef struct GlintruEpochReport

@@ -51,11 +51,95 @@ glintru_fast_tanhf(float x)
 	return 2.0f / (1.0f + glintru_fast_expf(-2.0f * x)) - 1.0f;
 }
 
+/*
+ * 8-lane vectors (GCC vector extensions) for the loops that call exp: GCC
+ * does not vectorise the scalar glintru_fast_expf (its selects count as
+ * control flow), so the hot loops spell the same operations on 8 lanes.
+ * Every lane computes exactly what the scalar code computes (same
+ * operations in the same order, no FMA), so the vector path and its
+ * plain-C twin (glintru_train_simd = false) give the same bits.
+ */
+#define GLINTRU_V8 1
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float glintru_v8f __attribute__((vector_size(32)));
+typedef int32_t glintru_v8i __attribute__((vector_size(32)));
+typedef float glintru_v8fu __attribute__((vector_size(32), aligned(4)));
+
+#define V8LOAD(p) (*(const glintru_v8fu *) (p))
+#define V8STORE(p, v) (*(glintru_v8fu *) (p) = (v))
+
+/* all lanes x */
+static inline glintru_v8f
+v8_splat(float x)
+{
+	return (glintru_v8f) {x, x, x, x, x, x, x, x};
+}
+
+/* lane-wise m ? a : b (m: all ones or zero per lane, as comparisons give) */
+static inline glintru_v8f
+v8_sel(glintru_v8i m, glintru_v8f a, glintru_v8f b)
+{
+	return (glintru_v8f) ((m & (glintru_v8i) a) | (~m & (glintru_v8i) b));
+}
+
+/* glintru_fast_expf on 8 lanes, operation for operation */
+static inline glintru_v8f
+glintru_v8_exp(glintru_v8f x)
+{
+	glintru_v8f c,
+				n,
+				r,
+				p;
+	glintru_v8i e;
+
+	c = v8_sel(x > v8_splat(-87.0f), x, v8_splat(-87.0f));
+	c = v8_sel(c < v8_splat(88.0f), c, v8_splat(88.0f));
+	n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+	r = c - n * 0.693359375f;
+	r = r + n * 2.12194440e-4f;
+	p = v8_splat(1.9875691500E-4f);
+	p = p * r + 1.3981999507E-3f;
+	p = p * r + 8.3334519073E-3f;
+	p = p * r + 4.1665795894E-2f;
+	p = p * r + 1.6666665459E-1f;
+	p = p * r + 5.0000001201E-1f;
+	p = p * r * r + r + 1.0f;
+	e = (__builtin_convertvector(n, glintru_v8i) + 127) << 23;
+	return v8_sel(x == x, p * (glintru_v8f) e, x);
+}
+
+/* the logistic sigmoid and tanh of glintru_sigm / glintru_fast_tanhf on 8 lanes */
+static inline glintru_v8f
+glintru_v8_sigm(glintru_v8f x)
+{
+	return 1.0f / (1.0f + glintru_v8_exp(-x));
+}
+
+static inline glintru_v8f
+glintru_v8_tanh(glintru_v8f x)
+{
+	return 2.0f / (1.0f + glintru_v8_exp(-2.0f * x)) - 1.0f;
+}
+
 #define GEMM cblas_sgemm
 #define REXP glintru_fast_expf
 #define RTANH glintru_fast_tanhf
 #define RERF erff
 #define RSQRTF sqrtf
+#endif
+
+/*
+ * The element-wise loops of the engine (GRU cells, softmax, norms, gates,
+ * attention sums) are compiled twice, for AVX2 and for the base x86-64, and
+ * the loader picks one per CPU (GCC's target_clones, an ifunc): 8 floats
+ * per instruction where the CPU has them, without -march flags that would
+ * break other machines.  No FMA and no reassociation (ISO C's
+ * -ffp-contract=off), so both clones compute the same bits.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GLINTRU_VEC __attribute__((target_clones("avx2", "default")))
+#else
+#define GLINTRU_VEC
 #endif
 
 #define NT CblasNoTrans
@@ -242,9 +326,13 @@ struct GlintruWork
 			   *dKg;
 	/* cross-entropy rows gathered when a block's targets are not contiguous */
 	R		   *Ug,
-			   *dUg;
+			   *dUg,
+			   *Us;
 	GlintruPad	pd;
 };
+
+/* the 8-lane loops run (glintru_train_use_simd in train.h) */
+extern bool glintru_train_simd;
 
 /* Size the workspace for a pass of n_tr trunk rows, n_hd head rows, nc chunks. */
 bool		glintru_work_reserve(GlintruWork *w, const GlintruNet *net, int n_tr, int n_hd, int nc);
@@ -299,7 +387,7 @@ void		glintru_attention_bwd(const GlintruNet *net, const GlintruRows *rw, const 
 								  const R *v, const R *qh, const R *kpad, const R *vpad,
 								  const R *dctx, R *dq, R *dk, R *dv, R *dkpad, R *dvpad, R *S);
 double		glintru_ce_fwd_bwd(const GlintruNet *net, const R *U, const int *tgt, int n,
-							   R *logits, double scale, R *dU, R *dE);
+							   R *logits, double scale, R *dU, R *dE, R *Us);
 
 /* ------------------------------------------------------------------ */
 /* workers (train_workers.c)                                            */

@@ -15,6 +15,30 @@
 #include "train_internal.h"
 #include "util.h"
 
+bool		glintru_train_simd = true;
+
+/* Select the 8-lane loops or their plain-C twins (see train.h). */
+bool
+glintru_train_use_simd(bool on)
+{
+	bool		was = glintru_train_simd;
+
+	glintru_train_simd = on;
+	return was;
+}
+
+/*
+ * V8_LOOP(j, n): the 8-lane part of a loop over j < n, when it runs; the
+ * plain-C loop after it starts from j and does the rest (or everything).
+ */
+#ifdef GLINTRU_V8
+#define V8_LOOP(j, n) if (glintru_train_simd) for (; (j) + 8 <= (n); (j) += 8)
+#define V8_ON glintru_train_simd
+#else
+#define V8_LOOP(j, n) if (0) for (;;)
+#define V8_ON false
+#endif
+
 /* Y[n×out] = X[n×in] W^T + b  (W is [out×in] as in PyTorch) */
 void
 glintru_linear_fwd(const R *X, int n, int in, const R *W, const R *b, R *Y, int out)
@@ -50,7 +74,7 @@ glintru_linear_bwd(const R *X, const R *dY, int n, int in, int out, const R *W,
 }
 
 /* GELU, exact erf form (PyTorch nn.GELU default) */
-void
+GLINTRU_VEC void
 glintru_gelu_fwd(const R *x, R *y, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -58,7 +82,7 @@ glintru_gelu_fwd(const R *x, R *y, size_t n)
 }
 
 /* Backward of glintru_gelu_fwd: dx = dy · (Φ(x) + x φ(x)). */
-void
+GLINTRU_VEC void
 glintru_gelu_bwd(const R *x, const R *dy, R *dx, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -71,18 +95,39 @@ glintru_gelu_bwd(const R *x, const R *dy, R *dx, size_t n)
 }
 
 /* SiLU x·σ(x) */
-void
+GLINTRU_VEC void
 glintru_silu_fwd(const R *x, R *y, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t		i = 0;
+
+#ifdef GLINTRU_V8
+	V8_LOOP(i, n)
+	{
+		glintru_v8f xv = V8LOAD(x + i);
+
+		V8STORE(y + i, xv * glintru_v8_sigm(xv));
+	}
+#endif
+	for (; i < n; i++)
 		y[i] = x[i] * glintru_sigm(x[i]);
 }
 
 /* Backward of glintru_silu_fwd: dx = dy · σ(x)(1 + x(1 - σ(x))). */
-void
+GLINTRU_VEC void
 glintru_silu_bwd(const R *x, const R *dy, R *dx, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t		i = 0;
+
+#ifdef GLINTRU_V8
+	V8_LOOP(i, n)
+	{
+		glintru_v8f xv = V8LOAD(x + i);
+		glintru_v8f sv = glintru_v8_sigm(xv);
+
+		V8STORE(dx + i, V8LOAD(dy + i) * sv * (1.0f + xv * (1.0f - sv)));
+	}
+#endif
+	for (; i < n; i++)
 	{
 		R			s = glintru_sigm(x[i]);
 
@@ -129,7 +174,7 @@ glintru_mask_row(R *m, int n, double p, uint64_t seed, uint64_t uid, int pos, in
 }
 
 /* LayerNorm over rows of width d: y = xhat·γ + β; stores xhat and rstd. */
-void
+GLINTRU_VEC void
 glintru_layernorm_fwd(const R *x, int n, int d, const R *g, const R *b, double eps,
 			  R *xhat, R *rstd, R *y)
 {
@@ -159,7 +204,7 @@ glintru_layernorm_fwd(const R *x, int n, int d, const R *g, const R *b, double e
 }
 
 /* dx (+)= LN backward; dg, db accumulate. */
-void
+GLINTRU_VEC void
 glintru_layernorm_bwd(const R *dy, int n, int d, const R *g, const R *xhat, const R *rstd,
 			  R *dx, bool add, R *dg, R *db)
 {
@@ -192,7 +237,7 @@ glintru_layernorm_bwd(const R *dy, int n, int d, const R *g, const R *xhat, cons
 }
 
 /* ELU then L2 normalisation per head of width dh; stores 1/norm per head. */
-void
+GLINTRU_VEC void
 glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
 {
 	int			H = d / dh;
@@ -204,13 +249,27 @@ glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
 			R		   *yi = y + (size_t) i * d + h * dh;
 			double		s = 0;
 
+			int			j = 0;
+
 			/* exp - 1 as the serving forward computes it (not expm1: same bits) */
-			for (int j = 0; j < dh; j++)
+#ifdef GLINTRU_V8
+			V8_LOOP(j, dh)
 			{
-				yi[j] = xi[j] > 0 ? xi[j] : REXP(xi[j]) - 1;
-				s += (double) yi[j] * yi[j];
+				glintru_v8f xv = V8LOAD(xi + j);
+
+				V8STORE(yi + j, v8_sel(xv > v8_splat(0), xv, glintru_v8_exp(xv) - 1.0f));
 			}
-			R			iv = (R) (1.0 / sqrt(s));
+#endif
+			for (; j < dh; j++)
+				yi[j] = xi[j] > 0 ? xi[j] : REXP(xi[j]) - 1;
+			for (j = 0; j < dh; j++)
+				s += (double) yi[j] * yi[j];
+			/*
+			 * A zero vector (dropout took a whole input row while the biases are
+			 * still zero, likely at small d) stays zero, with zero gradient,
+			 * instead of 0/0 = NaN poisoning the attention sums.
+			 */
+			R			iv = s > 0 ? (R) (1.0 / sqrt(s)) : 0;
 
 			inv[(size_t) i * H + h] = iv;
 			for (int j = 0; j < dh; j++)
@@ -219,7 +278,7 @@ glintru_elunorm_fwd(const R *x, int n, int d, int dh, R *y, R *inv)
 }
 
 /* dx = elunorm backward (overwrites dx); y is the normalised output. */
-void
+GLINTRU_VEC void
 glintru_elunorm_bwd(const R *x, const R *y, const R *inv, const R *dy, int n, int d, int dh, R *dx)
 {
 	int			H = d / dh;
@@ -233,7 +292,18 @@ glintru_elunorm_bwd(const R *x, const R *y, const R *inv, const R *dy, int n, in
 
 			for (int j = 0; j < dh; j++)
 				dot += (double) y[o + j] * dy[o + j];
-			for (int j = 0; j < dh; j++)
+			int			j = 0;
+
+#ifdef GLINTRU_V8
+			V8_LOOP(j, dh)
+			{
+				glintru_v8f xv = V8LOAD(x + o + j);
+				glintru_v8f de = (V8LOAD(dy + o + j) - V8LOAD(y + o + j) * (R) dot) * iv;
+
+				V8STORE(dx + o + j, de * v8_sel(xv > v8_splat(0), v8_splat(1), glintru_v8_exp(xv)));
+			}
+#endif
+			for (; j < dh; j++)
 			{
 				R			de = (dy[o + j] - y[o + j] * (R) dot) * iv;
 				R			der = x[o + j] > 0 ? 1 : REXP(x[o + j]);
@@ -248,7 +318,7 @@ glintru_elunorm_bwd(const R *x, const R *y, const R *inv, const R *dy, int n, in
  * gi = W_ih c and gh = W_hh h_prev (each [n×3d]).  Stores r, z, nn and
  * gh_n for the backward pass.
  */
-void
+GLINTRU_VEC void
 glintru_gru_cell_fwd(const R *gi, const R *gh, const R *hprev, int n, int d,
 			 R *r, R *z, R *nn, R *ghn, R *h)
 {
@@ -259,7 +329,24 @@ glintru_gru_cell_fwd(const R *gi, const R *gh, const R *hprev, int n, int d,
 		const R    *hp = hprev + (size_t) i * d;
 		size_t		o = (size_t) i * d;
 
-		for (int j = 0; j < d; j++)
+		int			j = 0;
+
+#ifdef GLINTRU_V8
+		V8_LOOP(j, d)
+		{
+			glintru_v8f rr = glintru_v8_sigm(V8LOAD(a + j) + V8LOAD(b + j));
+			glintru_v8f zz = glintru_v8_sigm(V8LOAD(a + d + j) + V8LOAD(b + d + j));
+			glintru_v8f bn = V8LOAD(b + 2 * d + j);
+			glintru_v8f nv = glintru_v8_tanh(V8LOAD(a + 2 * d + j) + rr * bn);
+
+			V8STORE(r + o + j, rr);
+			V8STORE(z + o + j, zz);
+			V8STORE(nn + o + j, nv);
+			V8STORE(ghn + o + j, bn);
+			V8STORE(h + o + j, (1.0f - zz) * nv + zz * V8LOAD(hp + j));
+		}
+#endif
+		for (; j < d; j++)
 		{
 			R			rr = glintru_sigm(a[j] + b[j]);
 			R			zz = glintru_sigm(a[d + j] + b[d + j]);
@@ -279,7 +366,7 @@ glintru_gru_cell_fwd(const R *gi, const R *gh, const R *hprev, int n, int d,
  * the direct path z ⊙ dh into h_prev is written to dhp_direct (may be NULL
  * when h_prev is the constant zero).
  */
-void
+GLINTRU_VEC void
 glintru_gru_cell_bwd(const R *dh, const R *hprev, const R *r, const R *z, const R *nn,
 			 const R *ghn, int n, int d, R *dgi, R *dgh, R *dhp_direct)
 {
@@ -289,7 +376,33 @@ glintru_gru_cell_bwd(const R *dh, const R *hprev, const R *r, const R *z, const 
 		R		   *gi = dgi + (size_t) i * 3 * d;
 		R		   *gh = dgh + (size_t) i * 3 * d;
 
-		for (int j = 0; j < d; j++)
+		int			j = 0;
+
+#ifdef GLINTRU_V8
+		V8_LOOP(j, d)
+		{
+			glintru_v8f g = V8LOAD(dh + o + j);
+			glintru_v8f zz = V8LOAD(z + o + j),
+						rr = V8LOAD(r + o + j),
+						nv = V8LOAD(nn + o + j);
+			glintru_v8f hp = hprev ? V8LOAD(hprev + o + j) : v8_splat(0);
+			glintru_v8f dn = g * (1.0f - zz);
+			glintru_v8f dzz = g * (hp - nv);
+			glintru_v8f dan = dn * (1.0f - nv * nv);
+			glintru_v8f daz = dzz * zz * (1.0f - zz);
+			glintru_v8f dar = dan * V8LOAD(ghn + o + j) * rr * (1.0f - rr);
+
+			V8STORE(gi + j, dar);
+			V8STORE(gh + j, dar);
+			V8STORE(gi + d + j, daz);
+			V8STORE(gh + d + j, daz);
+			V8STORE(gi + 2 * d + j, dan);
+			V8STORE(gh + 2 * d + j, dan * rr);
+			if (dhp_direct)
+				V8STORE(dhp_direct + o + j, g * zz);
+		}
+#endif
+		for (; j < d; j++)
 		{
 			R			g = dh[o + j];
 			R			zz = z[o + j],
@@ -338,7 +451,7 @@ glintru_conv_unpack_add(const R *K, int d, R *W)
  * Selective gate and projection of a unit (rows n): s = W2 silu(W1 c + b1)
  * + b2, dropped; pj = proj(h); G = s ⊙ pj.
  */
-void
+GLINTRU_VEC void
 glintru_unit_post_fwd(const GlintruNet *net, GlintruUnit *u, int n)
 {
 	int			d = net->d,
@@ -358,7 +471,7 @@ glintru_unit_post_fwd(const GlintruNet *net, GlintruUnit *u, int n)
  * Backward of glintru_unit_post_fwd from u->dG: dh (+)= proj part (add selects),
  * dc = gate part (overwrites).
  */
-void
+GLINTRU_VEC void
 glintru_unit_post_bwd(const GlintruNet *net, GlintruUnit *u, int n, R *grad, bool add_dh)
 {
 	int			d = net->d,
@@ -427,7 +540,7 @@ glintru_gru_unit_bwd(const GlintruNet *net, GlintruUnit *u, int n, bool add_dh, 
 }
 
 /* The attention state of every head: S_h += (a_h · scale) b_hᵀ (dh×dh per head). */
-static void
+static inline __attribute__((always_inline)) void
 attention_state_add(R *S, const R *a, R scale, const R *b, int H, int dh)
 {
 	for (int h = 0; h < H; h++)
@@ -442,7 +555,7 @@ attention_state_add(R *S, const R *a, R scale, const R *b, int H, int dh)
 }
 
 /* The state after position p of chunk c: S += k̂_p v_pᵀ. */
-static void
+static inline __attribute__((always_inline)) void
 attention_state_step(const GlintruNet *net, const GlintruRows *rw, int c, int p,
 					 const R *kh, const R *v, R *S)
 {
@@ -468,7 +581,7 @@ typedef struct AttRow
 } AttRow;
 
 /* Forward at a head row (q̂ = q, npad padding slots): its ctx from the state S. */
-static void
+static inline __attribute__((always_inline)) void
 attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *out, const R *S)
 {
 	const R    *kpad = a->kpad,
@@ -479,21 +592,28 @@ attention_row_fwd(int H, int dh, R sc, R npad, const AttRow *a, const R *q, R *o
 		const R    *Sh = S + (size_t) h * dh * dh;
 		R			qk = 0;
 
+		R		   *o = out + h * dh;
+
 		for (int i = 0; i < dh; i++)
 			qk += q[h * dh + i] * kpad[h * dh + i];
+		/* i outside, j inside: each o[j] sums in the same order, and the j loop vectorises */
 		for (int j = 0; j < dh; j++)
+			o[j] = npad * qk * vpad[h * dh + j];
+		for (int i = 0; i < dh; i++)
 		{
-			R			acc = npad * qk * vpad[h * dh + j];
+			R			qi = q[h * dh + i];
+			const R    *Si = Sh + (size_t) i * dh;
 
-			for (int i = 0; i < dh; i++)
-				acc += q[h * dh + i] * Sh[(size_t) i * dh + j];
-			out[h * dh + j] = acc * sc;
+			for (int j = 0; j < dh; j++)
+				o[j] += qi * Si[j];
 		}
+		for (int j = 0; j < dh; j++)
+			o[j] *= sc;
 	}
 }
 
 /* Backward at a head row from its dctx g: dq (overwritten), dkpad, dvpad (accumulated). */
-static void
+static inline __attribute__((always_inline)) void
 attention_row_bwd_q(int H, int dh, R sc, R npad, const AttRow *a, const R *q, const R *g,
 					R *dqr, const R *S)
 {
@@ -528,7 +648,7 @@ attention_row_bwd_q(int H, int dh, R sc, R npad, const AttRow *a, const R *q, co
  * The forward sweep over chunk c: the running state, and at every head
  * row the forward (a->dctx NULL) or the backward's dq part.
  */
-static void
+GLINTRU_VEC static void
 attention_sweep(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh, const R *v,
 				const AttRow *a, R *S)
 {
@@ -573,7 +693,7 @@ glintru_attention_fwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
  * Backward, backward sweep of one chunk: accumulates Rt = Σ_{p≥t} q̂_p g_pᵀ
  * (scaled by 1/√dh) for dk_t = Rt v_t, dv_t = Rtᵀ k̂_t (both overwritten).
  */
-static void
+GLINTRU_VEC static void
 attention_bwd_kv(const GlintruNet *net, const GlintruRows *rw, int c, const R *kh,
 				 const R *v, const R *qh, const R *dctx, R *dk, R *dv, R *S)
 {
@@ -608,14 +728,14 @@ attention_bwd_kv(const GlintruNet *net, const GlintruRows *rw, int c, const R *k
 					acc += Sh[(size_t) i * dh + j] * vt[h * dh + j];
 				dk[tr * d + h * dh + i] = acc;
 			}
-			for (int j = 0; j < dh; j++)
-			{
-				R			acc = 0;
+			R		   *dvt = dv + tr * d + h * dh;
 
-				for (int i = 0; i < dh; i++)
-					acc += Sh[(size_t) i * dh + j] * kt[h * dh + i];
-				dv[tr * d + h * dh + j] = acc;
-			}
+			/* i outside: the same sums per j, vectorised over j */
+			for (int j = 0; j < dh; j++)
+				dvt[j] = 0;
+			for (int i = 0; i < dh; i++)
+				for (int j = 0; j < dh; j++)
+					dvt[j] += Sh[(size_t) i * dh + j] * kt[h * dh + i];
 		}
 	}
 }
@@ -644,15 +764,22 @@ glintru_attention_bwd(const GlintruNet *net, const GlintruRows *rw, const R *kh,
  * Cross-entropy over all n_rows classes (item 0 included, as published) for
  * a block of rows: returns the summed loss; writes dU = scale·(softmax -
  * onehot) E and accumulates dE += scale·(softmax - onehot)ᵀ U.
+ *
+ * Two passes over the logits per row (max; exp and sum in one), then the
+ * target's entry becomes e_t - Σe: the block holds Σe·(softmax - onehot)
+ * unscaled, and the per-row factor scale/Σe goes onto the n×d sides (dU's
+ * rows after one GEMM, U's rows before the other) instead of a third pass
+ * over the n×N1 block.  Us [n×d] is scratch.
  */
-double
+GLINTRU_VEC double
 glintru_ce_fwd_bwd(const GlintruNet *net, const R *U, const int *tgt, int n, R *logits,
-		   double scale, R *dU, R *dE)
+				   double scale, R *dU, R *dE, R *Us)
 {
 	int			d = net->d;
 	int64_t		N1 = net->layout.n_rows;
 	const R    *E = PRM(net, GT_ITEM_EMBEDDING);
 	double		loss = 0;
+	R			rs[GLINTRU_LOGIT_BLOCK];
 
 	GEMM(RM, NT, TR, n, (int) N1, d, 1, U, d, E, d, 0, logits, (int) N1);
 	for (int i = 0; i < n; i++)
@@ -662,45 +789,79 @@ glintru_ce_fwd_bwd(const GlintruNet *net, const R *U, const int *tgt, int n, R *
 		double		s = 0;
 		R			lane[8];
 		int64_t		j8 = N1 & ~(int64_t) 7;
-
-		/* eight independent lanes: max and sum vectorise without -ffast-math */
-		for (int k = 0; k < 8; k++)
-			lane[k] = l[0];
-		for (int64_t j = 0; j < j8; j += 8)
-			for (int k = 0; k < 8; k++)
-				lane[k] = l[j + k] > lane[k] ? l[j + k] : lane[k];
-		for (int k = 0; k < 8; k++)
-			mx = lane[k] > mx ? lane[k] : mx;
-		for (int64_t j = j8; j < N1; j++)
-			mx = l[j] > mx ? l[j] : mx;
-		for (int64_t j = 0; j < N1; j++)
-			l[j] = REXP(l[j] - mx);
-		for (int k = 0; k < 8; k++)
-			lane[k] = 0;
-		for (int64_t j = 0; j < j8; j += 8)
-			for (int k = 0; k < 8; k++)
-				lane[k] += l[j + k];
-		for (int k = 0; k < 8; k++)
-			s += lane[k];
-		for (int64_t j = j8; j < N1; j++)
-			s += l[j];
 		int			t = tgt[i];
 
+		/* eight independent lanes for max and sum: the 8-lane loop and its twin agree */
+		if (V8_ON)
+		{
+#ifdef GLINTRU_V8
+			glintru_v8f m8 = v8_splat(l[0]),
+						s8 = v8_splat(0),
+						mxv;
+
+			for (int64_t j = 0; j < j8; j += 8)
+			{
+				glintru_v8f v = V8LOAD(l + j);
+
+				m8 = v8_sel(v > m8, v, m8);
+			}
+			for (int k = 0; k < 8; k++)
+				mx = m8[k] > mx ? m8[k] : mx;
+			for (int64_t j = j8; j < N1; j++)
+				mx = l[j] > mx ? l[j] : mx;
+			mxv = v8_splat(mx);
+			for (int64_t j = 0; j < j8; j += 8)
+			{
+				glintru_v8f e = glintru_v8_exp(V8LOAD(l + j) - mxv);
+
+				V8STORE(l + j, e);
+				s8 += e;
+			}
+			for (int k = 0; k < 8; k++)
+				lane[k] = s8[k];
+#endif
+		}
+		else
+		{
+			for (int k = 0; k < 8; k++)
+				lane[k] = l[0];
+			for (int64_t j = 0; j < j8; j += 8)
+				for (int k = 0; k < 8; k++)
+					lane[k] = l[j + k] > lane[k] ? l[j + k] : lane[k];
+			for (int k = 0; k < 8; k++)
+				mx = lane[k] > mx ? lane[k] : mx;
+			for (int64_t j = j8; j < N1; j++)
+				mx = l[j] > mx ? l[j] : mx;
+			for (int k = 0; k < 8; k++)
+				lane[k] = 0;
+			for (int64_t j = 0; j < j8; j += 8)
+				for (int k = 0; k < 8; k++)
+				{
+					R			e = REXP(l[j + k] - mx);
+
+					l[j + k] = e;
+					lane[k] += e;
+				}
+		}
+		for (int64_t j = j8; j < N1; j++)
+			s += l[j] = REXP(l[j] - mx);
+		for (int k = 0; k < 8; k++)
+			s += lane[k];
 		/* l[t] = exp(logit_t - max): loss = log Σ - log l[t] */
 		loss += log(s) - log((double) l[t]);
-		if (dU)
-		{
-			R			inv = (R) (scale / s);
-
-			for (int64_t j = 0; j < N1; j++)
-				l[j] *= inv;
-			l[t] -= (R) scale;
-		}
+		l[t] -= (R) s;
+		rs[i] = (R) (scale / s);
 	}
 	if (dU)
 	{
+		for (int i = 0; i < n; i++)
+			for (int k = 0; k < d; k++)
+				Us[(size_t) i * d + k] = U[(size_t) i * d + k] * rs[i];
 		GEMM(RM, NT, NT, n, d, (int) N1, 1, logits, (int) N1, E, d, 0, dU, d);
-		GEMM(RM, TR, NT, (int) N1, d, n, 1, logits, (int) N1, U, d, 1, dE, d);
+		GEMM(RM, TR, NT, (int) N1, d, n, 1, logits, (int) N1, Us, d, 1, dE, d);
+		for (int i = 0; i < n; i++)
+			for (int k = 0; k < d; k++)
+				dU[(size_t) i * d + k] *= rs[i];
 	}
 	return loss;
 }

@@ -465,7 +465,7 @@ pass_loss(Pass *P, double loss_scale)
 				memcpy(w->Ug + (size_t) k * d, w->U + (size_t) idx[k] * d, sizeof(R) * d);
 		loss += glintru_ce_fwd_bwd(net, Ub, tg, cnt, w->logits, loss_scale,
 								   want_grad ? dUb : NULL,
-								   want_grad ? GRD(P->grad, net, GT_ITEM_EMBEDDING) : NULL);
+								   want_grad ? GRD(P->grad, net, GT_ITEM_EMBEDDING) : NULL, w->Us);
 		if (!contig && want_grad)
 			for (int k = 0; k < cnt; k++)
 				memcpy(w->dU + (size_t) idx[k] * d, dUb + (size_t) k * d, sizeof(R) * d);

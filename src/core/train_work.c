@@ -165,6 +165,7 @@ static const WorkField work_fields[] = {
 	/* rows gathered for a cross-entropy block whose targets are not contiguous */
 	W_(Ug, B, D),				/* Ug [B×d] */
 	W_(dUg, B, D),				/* dUg [B×d] */
+	W_(Us, B, D),				/* Us [B×d]       a block's U rows times scale/Σexp */
 	/* BPTT: the direct z-path of one row */
 	W_(direct, 1, D),			/* direct [d] */
 	/* the padding slot */

@@ -280,14 +280,20 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 			o->min_item_count = option_int(&v, key, 0, INT_MAX);
 		else if (strcmp(key, "lr") == 0)
 			o->train.lr = option_number(&v, key);	/* range: glintru_train_options_check */
+		else if (strcmp(key, "weight_decay") == 0)
+			o->train.weight_decay = option_number(&v, key);	/* range: the check */
+		else if (strcmp(key, "clip_norm") == 0)
+			o->train.clip_norm = option_number(&v, key);	/* range: the check */
 		else if (strcmp(key, "dropout") == 0)
 		{
-			double		p = option_number(&v, key);
-
-			/* one knob scales the published 0.2 / 0.2 / 0.3 (p ≥ 1 fails the check) */
-			o->train.p_emb = p;
-			o->train.p_att = p;
-			o->train.p_inner = Min(0.99, p * 1.5);
+			/* embedding and attention; the inner one follows (+0.1) unless given (train.h) */
+			o->train.p_emb = o->train.p_att = option_number(&v, key);
+			o->train.dropout_set |= GLINTRU_DROPOUT_SET;
+		}
+		else if (strcmp(key, "inner_dropout") == 0)
+		{
+			o->train.p_inner = option_number(&v, key);
+			o->train.dropout_set |= GLINTRU_INNER_DROPOUT_SET;
 		}
 		else if (strcmp(key, "replace") == 0)
 		{
@@ -301,7 +307,7 @@ parse_options(Jsonb *jb, TrainSqlOptions *o)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, dropout, patience, seed, min_item_count, replace, init_from, workers.")));
+					 errhint("Options are d, heads, max_seq_len, epochs, batch_size, lr, weight_decay, clip_norm, dropout, inner_dropout, patience, seed, min_item_count, replace, init_from, workers.")));
 	}
 	/* a warm start takes the architecture of its model (train.h) */
 	if (o->init_from[0])

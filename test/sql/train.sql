@@ -45,6 +45,10 @@ SELECT glintru_train('train_x', 'train_ev', options => '{"d": "big"}');
 SELECT glintru_train('train_x', 'train_ev', options => '{"d": 30, "heads": 4}');
 SELECT glintru_train('train_x', 'train_ev', options => '{"lr": 0}');
 SELECT glintru_train('train_x', 'train_ev', options => '{"dropout": 1.5}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"inner_dropout": -0.1}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"weight_decay": -0.01}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"clip_norm": -1}');
+SELECT glintru_train('train_x', 'train_ev', options => '{"clip_norm": "big"}');
 SELECT glintru_train('train_x', 'train_ev', options => '[1, 2]');
 SELECT glintru_train('train_x', 'train_ev', options => '{"epochs": 0}');
 -- init_from: an unknown model, an architecture that contradicts the model's, a non-name
@@ -62,6 +66,11 @@ SELECT * FROM glintru_evaluate('train_a', 'train_ev', protocol => 'pop50');
 SELECT * FROM glintru_evaluate('train_a', 'train_ev', k => 0);
 SELECT * FROM glintru_evaluate('no_such_model', 'train_ev');
 SELECT count(*) AS failed_models FROM glintru_models() WHERE name = 'train_x';
+
+-- the optimiser options: AdamW's decay and the clipping change the model (plain Adam: both 0)
+SELECT glintru_train('train_adam', 'train_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 3, "batch_size": 32, "seed": 5, "weight_decay": 0, "clip_norm": 0}') > 0 AS trained;
+SELECT glintru_train('train_drop', 'train_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 3, "batch_size": 32, "seed": 5, "dropout": 0.1, "inner_dropout": 0.2}') > 0 AS trained;
+SELECT count(DISTINCT checksum) AS distinct_models FROM glintru_models() WHERE name IN ('train_a', 'train_adam', 'train_drop');
 
 -- replace => true retrains under the same name (same id)
 SELECT glintru_train('train_a', 'train_ev', options => '{"d": 16, "heads": 2, "max_seq_len": 10, "epochs": 1, "seed": 9, "replace": true}') AS id \gset

@@ -306,6 +306,54 @@ main(void)
 		CHECK(again && memcmp(again->params, net->params, sizeof(GlintruReal) * net->layout.n_params) == 0,
 			  "same seed, same parameters (bitwise, 2 threads)");
 		glintru_net_free(again);
+		/* the 8-lane loops (exp, GRU cells, softmax, norms, gates) against their plain-C twins */
+		glintru_train_use_simd(false);
+		again = glintru_train(&split, &o, NULL, NULL, err, sizeof err);
+		glintru_train_use_simd(true);
+		CHECK(again && memcmp(again->params, net->params, sizeof(GlintruReal) * net->layout.n_params) == 0,
+			  "8-lane loops and their plain-C twins train the same parameters (bitwise)");
+		glintru_net_free(again);
+	}
+
+	/* the new optimiser options: AdamW decay and clipping change the model, limits are checked */
+	{
+		GlintruTrainOptions q = o;
+		GlintruNet *other;
+
+		q.weight_decay = 0;
+		q.clip_norm = 0;
+		other = glintru_train(&split, &q, NULL, NULL, err, sizeof err);
+		CHECK(other && memcmp(other->params, net->params, sizeof(GlintruReal) * net->layout.n_params) != 0,
+			  "weight_decay 0 and clip_norm 0 (plain Adam) train another model");
+		glintru_net_free(other);
+		q = o;
+		q.weight_decay = -0.1;
+		CHECK(!glintru_train_options_check(&q, err, sizeof err) && strstr(err, "\"weight_decay\""),
+			  "negative weight_decay rejected: %s", err);
+		q = o;
+		q.clip_norm = -1;
+		CHECK(!glintru_train_options_check(&q, err, sizeof err) && strstr(err, "\"clip_norm\""),
+			  "negative clip_norm rejected: %s", err);
+	}
+
+	/* dropouts from the data's density unless given */
+	{
+		GlintruTrainOptions q;
+
+		CHECK(glintru_dropout_for_density(5) == 0.5 && glintru_dropout_for_density(20) == 0.5 &&
+			  glintru_dropout_for_density(200) == 0.2 && glintru_dropout_for_density(1e4) == 0.2 &&
+			  fabs(glintru_dropout_for_density(sqrt(20.0 * 200.0)) - 0.35) < 1e-12,
+			  "dropout from density: 0.5 sparse, 0.2 dense, log-linear between");
+		glintru_train_defaults(&q);
+		glintru_train_resolve(&q, &split);
+		CHECK(q.p_emb == glintru_dropout_for_density(glintru_split_density(&split)) && q.p_att == q.p_emb &&
+			  fabs(q.p_inner - (q.p_emb + 0.1)) < 1e-12, "unset dropouts resolved (%.2f / %.2f at %.1f per item)",
+			  q.p_emb, q.p_inner, glintru_split_density(&split));
+		q.p_emb = q.p_att = 0.05;
+		q.p_inner = 0.07;
+		q.dropout_set = GLINTRU_DROPOUT_SET | GLINTRU_INNER_DROPOUT_SET;
+		glintru_train_resolve(&q, &split);
+		CHECK(q.p_emb == 0.05 && q.p_inner == 0.07, "given dropouts kept");
 	}
 
 	/* quality well above popularity on this easy pattern */
