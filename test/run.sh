@@ -74,7 +74,7 @@ pkg_test=""
 for t in test/layers.sh test/concurrency.sh test/train_workers.sh test/tap.sh test/upgrade.sh test/app_python.sh test/citus.sh test/fuzz/run.sh $pkg_test; do
   if [ -f "$t" ]; then
     out=$(bash "$t" 2>&1); rc=$?
-    echo "$out" | grep -E '^(ok|FAILED)' | sed "s|^|  |"
+    echo "$out" | grep -E '^(ok|FAILED|skipped)' | sed "s|^|  |"
     n_ok=$(echo "$out" | grep -c '^ok'); n_bad=$(echo "$out" | grep -c '^FAILED')
     passed=$((passed + n_ok)); failed=$((failed + n_bad))
     [ "$rc" != 0 ] && [ "$n_bad" = 0 ] && bad "$t exited $rc" && echo "$out" | tail -20
